@@ -1,0 +1,110 @@
+"""The one interface every generative family implements.
+
+A family is an ``nn.Module`` that wraps its networks (``VAE(encoder, decoder)``,
+``TransformerLM(cfg)``, ...) and exposes:
+
+- ``loss(batch) -> (scalar, metrics)``: a per-example mean in stated units, parts named in metrics;
+- ``training_step(batch, optimizers, step, clip)``: one update (default: ``loss`` + ``optimize``);
+- ``sample(n, *, generator=None, **options)``: new data, options documented per family;
+- ``log_prob(x)``: nats per example of the discrete data, where the family has a likelihood.
+
+The trainer only ever calls these methods, so it never needs to know which family it is training.
+Grad mode is each family's business: nothing here is decorated with ``torch.no_grad``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterator
+
+import torch
+from torch import Tensor, nn
+
+Batch = tuple[Tensor, Tensor]  # images and labels, or token ids and next-token targets
+
+
+@dataclass
+class OptimConfig:
+    """The optimizer settings a family needs to build its optimizers (a view of ``TrainConfig``)."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.99)
+
+
+def optimize(optimizer: torch.optim.Optimizer, loss: Tensor, clip: float = 1.0) -> float:
+    """zero_grad, backward, clip the global gradient norm (``clip <= 0``: no clipping), step.
+
+    Returns the gradient norm before clipping, the number worth watching for instability.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    max_norm = clip if clip > 0 else float("inf")
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    optimizer.step()
+    return float(grad_norm)
+
+
+def adamw(params: list[nn.Parameter], cfg: OptimConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices and kernels only: biases and norm gains are not decayed."""
+    decay = [p for p in params if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in params if p.requires_grad and p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+
+
+class GenerativeModel(nn.Module):
+    """Base class of every family. Subclasses set ``family``, ``likelihood`` and ``Config``."""
+
+    family: ClassVar[str]
+    likelihood: ClassVar[str] = "none"  # "exact" (lm, flow) | "bound" (vae, ddpm) | "none" (gan, ebm)
+    Config: ClassVar[type]  # the family's model-config dataclass, filled from a TOML [model] table
+
+    @classmethod
+    def from_config(cls, cfg: Any, spec: Any) -> "GenerativeModel":
+        """Build the networks from the family's config and the data's spec (shape, classes, vocab)."""
+        raise NotImplementedError
+
+    def loss(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        """Per-example mean loss (a scalar with grad) and its named parts as plain floats."""
+        raise NotImplementedError
+
+    def configure_optimizers(self, cfg: OptimConfig) -> dict[str, torch.optim.Optimizer]:
+        """One AdamW over all parameters; families with several players return one per player."""
+        return {"main": adamw(list(self.parameters()), cfg)}
+
+    def training_step(
+        self, batch: Batch, optimizers: dict[str, torch.optim.Optimizer], step: int, clip: float
+    ) -> dict[str, float]:
+        """One update. Default: ``loss`` then one step of the single optimizer."""
+        loss, metrics = self.loss(batch)
+        metrics["grad_norm"] = optimize(optimizers["main"], loss, clip)
+        return metrics
+
+    def evaluate(self, batch: Batch) -> dict[str, float]:
+        """Validation metrics of one batch; default: the training loss's metrics without gradients."""
+        with torch.no_grad():
+            _, metrics = self.loss(batch)
+        return metrics
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None, **options: Any) -> Tensor:
+        """``n`` new examples: images in [-1, 1] of shape (n, C, H, W), or token ids (n, T)."""
+        raise NotImplementedError
+
+    def trajectory(self, n: int, **options: Any) -> Iterator[Tensor]:
+        """Intermediate states of sampling (x_t, an SGLD chain, tokens so far), where a family has them."""
+        raise NotImplementedError(f"{self.family} has no sampling trajectory")
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """(B,) log-likelihood in nats per example of the discrete data (8-bit images or token ids)."""
+        raise NotImplementedError(
+            f"{self.family} has no tractable likelihood (likelihood = {self.likelihood!r})"
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device

@@ -1,0 +1,79 @@
+"""What a model needs to know about its data, saved in every checkpoint so a run loads without it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def to_uint8(x: Tensor) -> Tensor:
+    """Images in [-1, 1] -> integers 0..255 (uint8), rounding to the nearest level."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def from_uint8(x: Tensor) -> Tensor:
+    """Integers 0..255 -> float images in [-1, 1]: level k maps to k / 127.5 - 1."""
+    return x.float() / 127.5 - 1.0
+
+
+@dataclass
+class ImageSpec:
+    name: str
+    shape: tuple[int, int, int]  # (C, H, W)
+    num_classes: int
+
+    def save_samples(self, x: Tensor, path: Path) -> Path:
+        """Save images in [-1, 1] as one PNG grid at ``path`` with suffix .png."""
+        from torchvision.utils import save_image
+
+        path = Path(path).with_suffix(".png")
+        nrow = max(1, int(len(x) ** 0.5))
+        save_image(from_uint8(to_uint8(x.detach().cpu())), path, nrow=nrow, normalize=True, value_range=(-1, 1))
+        return path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "image", **asdict(self)}
+
+
+@dataclass
+class TextSpec:
+    name: str
+    vocab: str  # every character of the corpus, sorted; token id i is vocab[i]
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def encode(self, text: str) -> Tensor:
+        index = {ch: i for i, ch in enumerate(self.vocab)}
+        missing = sorted(set(text) - set(index))
+        if missing:
+            from genzoo.errors import DataError
+
+            raise DataError(f"characters {''.join(missing)!r} are not in the {self.name} vocabulary")
+        return torch.tensor([index[ch] for ch in text], dtype=torch.long)
+
+    def decode(self, ids: Tensor) -> str:
+        return "".join(self.vocab[i] for i in ids.tolist())
+
+    def save_samples(self, ids: Tensor, path: Path) -> Path:
+        """Decode (n, T) token ids and write them to ``path`` with suffix .txt, one sample per block."""
+        path = Path(path).with_suffix(".txt")
+        texts = [self.decode(row) for row in ids.detach().cpu()]
+        path.write_text("\n\n=====\n\n".join(texts) + "\n")
+        return path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "text", **asdict(self)}
+
+
+def spec_from_dict(table: dict[str, Any]) -> ImageSpec | TextSpec:
+    table = dict(table)
+    kind = table.pop("kind")
+    if kind == "image":
+        return ImageSpec(name=table["name"], shape=tuple(table["shape"]), num_classes=table["num_classes"])
+    return TextSpec(**table)

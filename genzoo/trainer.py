@@ -1,0 +1,257 @@
+"""One training loop for every family.
+
+The trainer knows no family: it calls ``model.training_step`` for updates, ``model.evaluate`` for
+validation and ``model.sample`` for sample grids, and leaves everything family-specific to them.
+What it owns is what every family shares: optimizers' learning-rate schedules (linear warmup then
+cosine decay), EMA weights, step and wall-clock budgets, ``metrics.jsonl``, sample grids, the loss
+plot, and checkpoints that resume exactly (model, optimizers, schedulers, EMA, data order, RNG, step).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from genzoo.checkpoint import load_checkpoint, save_checkpoint
+from genzoo.config import Config, TrainConfig, config_to_dict, to_toml
+from genzoo.model import GenerativeModel, OptimConfig
+from genzoo.plots import plot_metrics
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple's MPS, then the CPU."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> LambdaLR:
+    """Learning rate factor: linear warmup over ``warmup_steps``, then cosine decay to ``min_lr_ratio``."""
+    warmup, total, floor = cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return LambdaLR(optimizer, factor)
+
+
+@dataclass
+class Run:
+    """What ``Trainer.fit`` leaves behind."""
+
+    run_dir: Path
+    model: GenerativeModel  # the trained weights
+    sampler: GenerativeModel  # the EMA weights when EMA is on, else ``model``
+    step: int
+    best_val: float
+    interrupted: bool
+
+
+class Trainer:
+    def __init__(self, model: GenerativeModel, data: Any, cfg: Config, run_dir: str | Path):
+        self.cfg, self.tcfg, self.data = cfg, cfg.train, data
+        self.run_dir = Path(run_dir)
+        self.device = pick_device(self.tcfg.device)
+        self.model = model.to(self.device)
+        if self.tcfg.compile:
+            compile_networks(self.model)
+        optim_cfg = OptimConfig(lr=self.tcfg.lr, weight_decay=self.tcfg.weight_decay, betas=self.tcfg.betas)
+        self.optimizers = model.configure_optimizers(optim_cfg)
+        self.schedulers = {name: warmup_cosine(opt, self.tcfg) for name, opt in self.optimizers.items()}
+        self.ema = None
+        if self.tcfg.ema_decay > 0:
+            avg_fn = get_ema_multi_avg_fn(self.tcfg.ema_decay)
+            self.ema = AveragedModel(model, multi_avg_fn=avg_fn, use_buffers=True)
+        self.stream = data.train_stream(cfg.data.batch_size, self.tcfg.seed)
+        self.step, self.elapsed, self.best_val = 0, 0.0, math.inf
+
+    @property
+    def sampler(self) -> GenerativeModel:
+        return self.ema.module if self.ema is not None else self.model
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "best_val": self.best_val,
+            "config": config_to_dict(self.cfg),
+            "spec": self.data.spec.to_dict(),
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "stream": self.stream.state_dict(),
+            "rng": rng,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        for name, sched in self.schedulers.items():
+            sched.load_state_dict(state["schedulers"][name])
+        self.stream.load_state_dict(state["stream"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.step, self.elapsed, self.best_val = state["step"], state["elapsed"], state["best_val"]
+
+    def resume(self, path: str | Path) -> None:
+        """Continue from a checkpoint file, or from ``last.pt`` in a run folder."""
+        path = Path(path)
+        self.load_state_dict(load_checkpoint(path / "last.pt" if path.is_dir() else path))
+
+    def save(self, name: str = "last.pt") -> Path:
+        path = self.run_dir / name
+        save_checkpoint(self.state_dict(), path)
+        return path
+
+    # ----------------------------------------------------------------------------- the loop
+    def fit(self, stop_at: int | None = None) -> Run:
+        """Train until ``max_steps`` (or ``stop_at``), the ``max_minutes`` budget, or Ctrl-C.
+
+        Ctrl-C saves ``last.pt`` and returns cleanly; ``resume`` continues from it exactly.
+        """
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.toml").write_text(to_toml(config_to_dict(self.cfg)))
+        stop_at = min(stop_at or self.tcfg.max_steps, self.tcfg.max_steps)
+        interrupted = False
+        bar = tqdm(total=stop_at, initial=self.step, desc=self.cfg.family, dynamic_ncols=True, mininterval=1.0)
+        try:
+            self._loop(stop_at, bar)
+        except KeyboardInterrupt:
+            interrupted = True
+            bar.write(f"interrupted at step {self.step}; saved {self.save()} (resume with --resume {self.run_dir})")
+        finally:
+            bar.close()
+        if not interrupted:
+            self._finish()
+        return Run(self.run_dir, self.model, self.sampler, self.step, self.best_val, interrupted)
+
+    def _loop(self, stop_at: int, bar: tqdm) -> None:
+        window: list[dict[str, float]] = []
+        while self.step < stop_at and not self._out_of_time():
+            started = time.perf_counter()
+            window.append(self._train_step())
+            self.elapsed += time.perf_counter() - started
+            self.step += 1
+            bar.update(1)
+            if self.step % self.tcfg.log_every == 0 or self.step == stop_at:
+                self._log("train", mean_metrics(window))
+                bar.set_postfix(loss=f"{window[-1]['loss']:.4f}")
+                window = []
+            if self.step % self.tcfg.eval_every == 0:
+                bar.write(self._validate())
+            if self.step % self.tcfg.sample_every == 0:
+                self._save_samples()
+            if self.step % self.tcfg.checkpoint_every == 0:
+                self.save()
+
+    def _train_step(self) -> dict[str, float]:
+        x, y = next(self.stream)
+        batch = (x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True))
+        self.model.train()
+        with self._autocast():
+            metrics = self.model.training_step(batch, self.optimizers, self.step, self.tcfg.grad_clip)
+        for sched in self.schedulers.values():
+            sched.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return metrics
+
+    def _finish(self) -> None:
+        """End of training: a last validation, samples, checkpoints and the loss plot."""
+        tqdm.write(self._validate())
+        self._save_samples()
+        self.save()
+
+    def _out_of_time(self) -> bool:
+        return self.tcfg.max_minutes > 0 and self.elapsed >= 60 * self.tcfg.max_minutes
+
+    def _fork_rng(self) -> contextlib.AbstractContextManager:
+        """Evaluation and sampling must not move the training RNG, or resuming would not be exact."""
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        return torch.random.fork_rng(devices=devices)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        # bf16 autocast only on CUDA: on CPUs without AMX it is far slower than fp32.
+        if self.device.type == "cuda" and self.tcfg.autocast:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # ----------------------------------------------------------------------------- evaluation and output
+    def validate(self) -> dict[str, float]:
+        """Mean validation metrics of the sampling weights over ``eval_batches`` fixed batches."""
+        model = self.sampler
+        model.eval()
+        with self._fork_rng(), self._autocast():
+            batches = self.data.val_batches(self.cfg.data.batch_size, self.tcfg.eval_batches)
+            metrics = mean_metrics(
+                [model.evaluate((x.to(self.device), y.to(self.device))) for x, y in batches]
+            )
+        return metrics
+
+    def _validate(self) -> str:
+        metrics = self.validate()
+        self._log("val", metrics)
+        if metrics["loss"] < self.best_val:
+            self.best_val = metrics["loss"]
+            self.save("best.pt")
+        plot_metrics(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        return f"step {self.step}: val {shown}"
+
+    def _save_samples(self) -> Path:
+        """A sample grid (images) or text file (tokens) from a fixed seed, so grids compare over time."""
+        model = self.sampler
+        model.eval()
+        (self.run_dir / "samples").mkdir(exist_ok=True)
+        generator = torch.Generator(self.device).manual_seed(self.tcfg.seed)
+        with self._fork_rng(), self._autocast():
+            x = model.sample(self.tcfg.n_samples, generator=generator, **self.cfg.sample)
+        return self.data.spec.save_samples(x, self.run_dir / "samples" / f"step_{self.step:06d}")
+
+    def _log(self, split: str, metrics: dict[str, float]) -> None:
+        record = {"step": self.step, "split": split, "time_s": round(self.elapsed, 3), **metrics}
+        if split == "train":
+            record["lr"] = next(iter(self.schedulers.values())).get_last_lr()[0]
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def mean_metrics(records: list[dict[str, float]]) -> dict[str, float]:
+    keys = records[0].keys() if records else []
+    return {k: sum(r[k] for r in records) / len(records) for k in keys}
+
+
+def compile_networks(model: torch.nn.Module) -> None:
+    """``torch.compile`` in place (``Module.compile`` keeps state_dict keys): the model if it has a
+    ``forward``, else each network it wraps (``VAE(encoder, decoder)`` compiles both)."""
+    if type(model).forward is not torch.nn.Module.forward:
+        model.compile()
+        return
+    for child in model.children():
+        child.compile()
