@@ -137,7 +137,7 @@ def cmd_data(argv: Sequence[str]) -> int:
     parser.add_argument("--data-root", help="dataset folder (default: $GENZOO_DATA, then ~/.cache/genzoo)")
     args = parser.parse_args(argv)
     for row in describe_datasets(args.data_root):
-        print(f"{row['name']:16s} {row['status']:32s} {row['path']}")
+        print(f"{row['name']:16s} {row['status']:37s} {row['path']}")
     return 0
 
 
