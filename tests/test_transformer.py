@@ -1,0 +1,203 @@
+"""TransformerLM: shapes, learning, causality, the likelihood, RoPE's relative-position identity, sampling."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genzoo.errors import ConfigError
+from genzoo.models.transformer import (
+    TransformerConfig,
+    TransformerLM,
+    apply_rotary,
+    rotary_angles,
+)
+from genzoo.specs import TextSpec
+
+VOCAB = "\n !',.:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+SPEC = TextSpec(name="test", vocab=VOCAB)
+POSITIONS = ["learned", "rotary"]
+
+
+def make_model(positions: str = "rotary", seed: int = 0, **kw) -> TransformerLM:
+    torch.manual_seed(seed)
+    cfg = TransformerConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, positions=positions, **kw)
+    return TransformerLM.from_config(cfg, SPEC).eval()
+
+
+def random_ids(B: int, T: int, seed: int = 1) -> torch.Tensor:
+    return torch.randint(len(VOCAB), (B, T), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("positions", POSITIONS)
+def test_shapes(positions):
+    model = make_model(positions)
+    ids = random_ids(3, 16)
+    assert model.cfg.vocab_size == len(VOCAB)
+    assert model(ids).shape == (3, 16, len(VOCAB))
+    loss, metrics = model.loss((ids, random_ids(3, 16, seed=2)))
+    assert loss.shape == () and loss.requires_grad
+    assert set(metrics) == {"loss", "nats_per_char", "bits_per_char"}
+    assert all(isinstance(v, float) for v in metrics.values())
+    assert metrics["bits_per_char"] == pytest.approx(metrics["nats_per_char"] / math.log(2))
+    assert model.log_prob(ids).shape == (3,)
+    assert model.sample(2, prompt="Hi", max_new_tokens=5).shape == (2, 7)
+    states = list(model.trajectory(2, prompt="Hi", max_new_tokens=4))
+    assert [s.shape for s in states] == [(2, 3), (2, 4), (2, 5), (2, 6)]
+    assert model.sample(2, prompt="Hi", max_new_tokens=0).shape == (2, 2)
+
+
+def test_untrained_loss_is_near_uniform():
+    model = make_model()
+    _, metrics = model.loss((random_ids(4, 16), random_ids(4, 16, seed=2)))
+    assert metrics["loss"] == pytest.approx(math.log(len(VOCAB)), abs=0.05)
+
+
+@pytest.mark.parametrize("positions", POSITIONS)
+def test_loss_decreases_on_a_fixed_batch(positions):
+    model = make_model(positions).train()
+    text = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 2
+    data = SPEC.encode(text)
+    ids = torch.stack([data[i : i + 16] for i in range(0, 64, 8)])  # (8, 16)
+    targets = torch.stack([data[i + 1 : i + 17] for i in range(0, 64, 8)])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = model.loss((ids, targets))[1]["loss"]
+    for _ in range(40):
+        loss, _ = model.loss((ids, targets))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    last = model.loss((ids, targets))[1]["loss"]
+    assert last < 0.5 * first
+
+
+@pytest.mark.parametrize("positions", POSITIONS)
+def test_causal_mask(positions):
+    """Changing tokens after position t never changes the logits at positions <= t."""
+    model = make_model(positions)
+    ids = random_ids(2, 16)
+    logits = model(ids)
+    for t in (0, 5, 14):
+        changed = ids.clone()
+        changed[:, t + 1 :] = (changed[:, t + 1 :] + 7) % len(VOCAB)
+        other = model(changed)
+        torch.testing.assert_close(other[:, : t + 1], logits[:, : t + 1])
+        assert not torch.allclose(other[:, t + 1 :], logits[:, t + 1 :])  # later positions do see it
+
+
+@pytest.mark.parametrize("positions", POSITIONS)
+def test_log_prob_is_the_sum_of_next_token_log_probs(positions):
+    """Against a brute-force loop: one forward pass per prefix, softmax by hand."""
+    model = make_model(positions)
+    ids = random_ids(2, 9)
+    expected = torch.zeros(2, dtype=torch.float64)
+    for t in range(1, 9):
+        logits = model(ids[:, :t])[:, -1].double()  # prediction of ids[:, t] from ids[:, :t]
+        log_norm = logits.exp().sum(-1).log()
+        expected += logits[torch.arange(2), ids[:, t]] - log_norm
+    torch.testing.assert_close(model.log_prob(ids).double(), expected, atol=1e-4, rtol=1e-5)
+    # and the loss is the same quantity averaged per character
+    loss, _ = model.loss((ids[:, :-1], ids[:, 1:]))
+    torch.testing.assert_close(loss.double(), -expected.sum() / (2 * 8), atol=1e-5, rtol=1e-5)
+
+
+def test_log_prob_gradients_flow():
+    """No grad-mode decorator on the interface: log_prob can be differentiated."""
+    model = make_model()
+    model.log_prob(random_ids(2, 8)).sum().backward()
+    assert model.token_embedding.weight.grad is not None
+
+
+def test_rope_scores_depend_only_on_relative_position():
+    """<R_m q, R_n k> = <q, R_{n-m} k> (Su et al. 2021, eq. 16): shifting both positions changes nothing."""
+    d, T = 8, 32
+    cos, sin = rotary_angles(T, d)
+    q, k = torch.randn(d, dtype=torch.float64), torch.randn(d, dtype=torch.float64)
+    rq = apply_rotary(q.float().expand(T, d), cos, sin).double()  # row m: R_m q
+    rk = apply_rotary(k.float().expand(T, d), cos, sin).double()  # row n: R_n k
+    scores = rq @ rk.T  # (T, T): scores[m, n] = <R_m q, R_n k>
+    for m, n, shift in [(3, 7, 10), (0, 5, 20), (9, 2, 13)]:
+        assert float(scores[m, n]) == pytest.approx(float(scores[m + shift, n + shift]), abs=1e-4)
+        if n >= m:
+            assert float(scores[m, n]) == pytest.approx(float(q @ rk[n - m]), abs=1e-4)
+    # a rotation keeps lengths, and position 0 is the identity
+    torch.testing.assert_close(rq.norm(dim=1), q.norm().expand(T), atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(rq[0], q, atol=1e-6, rtol=1e-6)
+    # independent check of one pair against the 2x2 rotation matrix of the paper (pair i, i + d/2)
+    i, m = 1, 5
+    theta = 10000 ** (-2 * i / d)
+    rotation = torch.tensor(
+        [[math.cos(m * theta), -math.sin(m * theta)], [math.sin(m * theta), math.cos(m * theta)]],
+        dtype=torch.float64,
+    )
+    torch.testing.assert_close(rq[m, [i, i + d // 2]], rotation @ q[[i, i + d // 2]], atol=1e-5, rtol=1e-5)
+
+
+def test_greedy_sampling():
+    """temperature 0 and top_k = 1 both pick the argmax, step by step, whatever the generator."""
+    model = make_model()
+    greedy = model.sample(2, prompt="The ", max_new_tokens=6, temperature=0.0)
+    top1 = model.sample(2, prompt="The ", max_new_tokens=6, top_k=1, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(greedy, top1)
+    ids = SPEC.encode("The ")[None]
+    for _ in range(6):
+        ids = torch.cat([ids, model(ids)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    torch.testing.assert_close(greedy[0], ids[0])
+
+
+def test_sampling_is_reproducible_and_respects_top_k():
+    model = make_model()
+    a = model.sample(4, prompt="a", max_new_tokens=15, top_k=3, generator=torch.Generator().manual_seed(0))
+    b = model.sample(4, prompt="a", max_new_tokens=15, top_k=3, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a, b)
+    # every sampled token was among the 3 most probable given its context
+    logits = model(a[:, :-1])  # (4, 15, V)
+    top3 = logits.topk(3, dim=-1).indices  # (4, 15, 3)
+    assert (top3 == a[:, 1:, None]).any(-1).all()
+
+
+def test_context_is_cropped_to_block_size():
+    model = make_model()  # block_size 16
+    ids = model.sample(1, prompt="x" * 20, max_new_tokens=5, temperature=0.0)
+    assert ids.shape == (1, 25)
+
+
+def test_state_dict_round_trip_keeps_the_vocab():
+    model = make_model(seed=0)
+    state = model.state_dict()
+    assert state["vocab"].dtype == torch.int32
+    assert "".join(map(chr, state["vocab"].tolist())) == VOCAB
+    other_spec = TextSpec(name="other", vocab="".join(sorted(VOCAB, reverse=True)))
+    fresh = TransformerLM.from_config(TransformerConfig(n_layer=2, n_head=2, n_embd=32, block_size=16), other_spec)
+    fresh.load_state_dict(state)
+    assert fresh.spec.vocab == VOCAB
+    ids = random_ids(2, 10)
+    torch.testing.assert_close(fresh.eval()(ids), model(ids))
+
+
+def test_string_prompt_round_trips():
+    model = make_model()
+    prompt = "ROMEO:\nWhat, ho!"
+    ids = model.sample(3, prompt=prompt, max_new_tokens=10)
+    for row in ids:
+        text = model.spec.decode(row)
+        assert text.startswith(prompt) and len(text) == len(prompt) + 10
+    torch.testing.assert_close(model.spec.encode(prompt), SPEC.encode(prompt))
+
+
+def test_config_errors():
+    with pytest.raises(ConfigError, match="vocab_size"):
+        TransformerLM.from_config(TransformerConfig(vocab_size=10), SPEC)
+    with pytest.raises(ConfigError, match="positions"):
+        TransformerLM.from_config(TransformerConfig(positions="alibi"), SPEC)
+    with pytest.raises(ConfigError, match="n_head"):
+        TransformerLM.from_config(TransformerConfig(n_embd=30, n_head=4), SPEC)
+
+
+def test_grad_mode_is_left_alone_between_trajectory_steps():
+    model = make_model()
+    for _ in model.trajectory(1, max_new_tokens=3):
+        assert torch.is_grad_enabled()
