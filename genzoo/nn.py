@@ -1,12 +1,13 @@
 """Network blocks shared by several families: an MLP, a conv encoder and a conv decoder.
 
-The conv pair is sized for small images (28x28 MNIST, 32x32 also works): the encoder halves the
-resolution twice (28 -> 14 -> 7) and ends in a vector; the decoder mirrors it from a vector back to
-an image-shaped tensor with any number of output channels (pixel logits, mixture parameters, ...).
-What the vectors mean is the family's business:
+The conv pair is sized for small images (28x28 MNIST; 32x32 works too): the encoder halves the
+resolution once per entry of ``channels`` (28 -> 14 -> 7 by default) and ends in a vector; the
+decoder mirrors it from a vector back to an image-shaped tensor with any number of output channels
+(pixel logits, mixture parameters, ...). What the numbers mean is the family's business:
 
 - VAE: ``ConvEncoder`` -> posterior parameters, ``ConvDecoder`` -> likelihood parameters per pixel;
-- GAN: ``ConvDecoder`` as the generator, ``ConvEncoder(out_dim=1)`` as the discriminator;
+- GAN: ``nn.Sequential(ConvDecoder(...), nn.Tanh())`` as the generator, ``ConvEncoder(out_dim=1)``
+  as the discriminator (``activation=lambda: nn.LeakyReLU(0.2)`` if wanted);
 - EBM: ``ConvEncoder(out_dim=1)`` as the energy E(x) (SiLU keeps it smooth for Langevin sampling);
 - flow: ``MLP`` or ``ConvEncoder`` as coupling-layer conditioners.
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch
 from torch import Tensor, nn
 
 Activation = Callable[[], nn.Module]

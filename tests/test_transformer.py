@@ -195,6 +195,8 @@ def test_config_errors():
         TransformerLM.from_config(TransformerConfig(positions="alibi"), SPEC)
     with pytest.raises(ConfigError, match="n_head"):
         TransformerLM.from_config(TransformerConfig(n_embd=30, n_head=4), SPEC)
+    with pytest.raises(ConfigError, match="even"):
+        TransformerLM.from_config(TransformerConfig(n_embd=36, n_head=4), SPEC)  # head size 9
 
 
 def test_grad_mode_is_left_alone_between_trajectory_steps():

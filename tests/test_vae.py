@@ -11,6 +11,7 @@ import torch
 from genzoo.config import load_config
 from genzoo.errors import ConfigError
 from genzoo.models.vae import VAE, Bernoulli, Categorical256, DiscretizedLogistic, VAEConfig, gaussian_kl
+from genzoo.nn import MLP, ConvDecoder, ConvEncoder
 from genzoo.specs import ImageSpec
 
 SPEC = ImageSpec(name="mnist", shape=(1, 28, 28), num_classes=10)
@@ -51,6 +52,15 @@ def test_shapes(decoder):
     for pixels in ("mean", "sample"):
         images = model.sample(6, pixels=pixels, temperature=0.5)
         assert images.shape == (6, 1, 28, 28) and images.min() >= -1 and images.max() <= 1
+
+
+def test_shared_blocks_shapes():
+    """genzoo.nn's blocks, as the VAE and other families use them (28x28 and 32x32 images)."""
+    assert ConvEncoder(1, 10)(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    assert ConvDecoder(5, 7)(torch.randn(2, 5)).shape == (2, 7, 28, 28)
+    assert ConvEncoder(3, 4, (8, 16, 32), image_size=32)(torch.randn(2, 3, 32, 32)).shape == (2, 4)
+    assert ConvDecoder(4, 3, (32, 16, 8), image_size=32)(torch.randn(2, 4)).shape == (2, 3, 32, 32)
+    assert MLP(3, 16, 2, depth=3)(torch.randn(4, 3)).shape == (4, 2)
 
 
 def test_sampled_pixels_are_8_bit_levels():
@@ -133,7 +143,8 @@ def test_bernoulli_probabilities_sum_to_one_and_binarise():
     total = pixels.log_prob(params, on).exp() + pixels.log_prob(params, off).exp()
     torch.testing.assert_close(total, torch.ones(6))
     x = torch.rand(6, 1, 1, 1) * 2 - 1  # any grey level counts as its binarised value
-    torch.testing.assert_close(pixels.log_prob(params, x), pixels.log_prob(params, torch.where(x > 0, 1.0, -1.0)))
+    binarised = torch.where(x > 0, 1.0, -1.0)
+    torch.testing.assert_close(pixels.log_prob(params, x), pixels.log_prob(params, binarised))
 
 
 def _trained(decoder: str = "logistic") -> tuple[VAE, torch.Tensor]:

@@ -56,6 +56,19 @@ class TransformerConfig:
     vocab_size: int = 0  # filled from the data spec; 0 means "take it from the data"
 
 
+def check_config(cfg: TransformerConfig, vocab_size: int) -> None:
+    """Fail early, naming the key to change, on settings the networks cannot be built with."""
+    if cfg.positions not in ("learned", "rotary"):
+        raise ConfigError(f"model.positions must be 'learned' or 'rotary', got {cfg.positions!r}")
+    if cfg.n_embd % cfg.n_head:
+        raise ConfigError(f"model.n_embd ({cfg.n_embd}) must be a multiple of model.n_head ({cfg.n_head})")
+    if cfg.positions == "rotary" and (cfg.n_embd // cfg.n_head) % 2:
+        raise ConfigError(f"rotary positions turn pairs of features: model.n_embd / model.n_head must be "
+                          f"even, got {cfg.n_embd} / {cfg.n_head}")
+    if cfg.vocab_size != vocab_size:
+        raise ConfigError(f"model.vocab_size is {cfg.vocab_size} but the data has {vocab_size} characters")
+
+
 # ----------------------------------------------------------------------------- rotary positions
 
 
@@ -76,6 +89,7 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """
     x1, x2 = x.chunk(2, dim=-1)  # (..., T, d/2) each
     rotated = torch.cat([-x2, x1], dim=-1)  # (..., T, d): the 90-degree turn of each pair
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # under bf16 autocast, keep q and k in bf16
     return x * cos + rotated * sin  # (x1 cos - x2 sin, x2 cos + x1 sin), Su et al. 2021, eq. 34
 
 
@@ -85,8 +99,6 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
-        if cfg.n_embd % cfg.n_head:
-            raise ConfigError(f"model.n_embd ({cfg.n_embd}) must be a multiple of model.n_head ({cfg.n_head})")
         self.n_head, self.dropout = cfg.n_head, cfg.dropout
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # queries, keys, values at once
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
@@ -140,10 +152,7 @@ class TransformerLM(GenerativeModel):
 
     def __init__(self, cfg: TransformerConfig, vocab: str):
         super().__init__()
-        if cfg.positions not in ("learned", "rotary"):
-            raise ConfigError(f"model.positions must be 'learned' or 'rotary', got {cfg.positions!r}")
-        if cfg.vocab_size != len(vocab):
-            raise ConfigError(f"model.vocab_size is {cfg.vocab_size} but the data has {len(vocab)} characters")
+        check_config(cfg, len(vocab))
         self.cfg = cfg
         self.register_buffer("vocab", torch.tensor([ord(ch) for ch in vocab], dtype=torch.int32))
         self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.n_embd)

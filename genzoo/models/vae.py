@@ -52,7 +52,7 @@ class VAEConfig:
     encoder_channels: tuple[int, ...] = (32, 64)  # widths at H/2 and H/4
     decoder_channels: tuple[int, ...] = (64, 32)  # widths at H/4 and H/2
     decoder: str = "logistic"  # logistic | categorical | bernoulli (see the module docstring)
-    n_mix: int = 5  # mixture components of the discretised logistic
+    n_mix: int = 3  # mixture components of the discretised logistic
     beta: float = 1.0  # weight of the KL term in the loss; 1 is the true ELBO
     conditional: bool = False  # condition on the class label (the data must have classes)
     label_dim: int = 16  # size of the label embedding when conditional
@@ -89,7 +89,8 @@ class DiscretizedLogistic:
         log_sf_lower = -F.softplus(lower)  # the top level's bin is [1 - 1/255, inf)
         log_width = torch.log(-torch.expm1(-2 * HALF_BIN * inv_s))
         log_mid = log_cdf_upper + log_sf_lower + log_width
-        log_p = torch.where(x < -1 + HALF_BIN, log_cdf_upper, torch.where(x > 1 - HALF_BIN, log_sf_lower, log_mid))
+        log_p = torch.where(x > 1 - HALF_BIN, log_sf_lower, log_mid)  # the top level
+        log_p = torch.where(x < -1 + HALF_BIN, log_cdf_upper, log_p)  # the bottom level
         log_p = torch.logsumexp(F.log_softmax(logits, dim=1) + log_p, dim=1)  # mix: (B, H, W)
         return log_p.sum(dim=(1, 2))  # (B,)
 
@@ -99,8 +100,9 @@ class DiscretizedLogistic:
 
     def sample(self, params: Tensor, generator: torch.Generator | None) -> Tensor:
         logits, mu, log_s = self.split(params)
-        probs = F.softmax(logits, dim=1).movedim(1, -1).reshape(-1, self.n_mix)
-        pick = torch.multinomial(probs, 1, generator=generator).view(*logits.shape[:1], 1, *logits.shape[2:])
+        B, M, H, W = logits.shape
+        probs = F.softmax(logits, dim=1).movedim(1, -1).reshape(-1, M)  # (B*H*W, M)
+        pick = torch.multinomial(probs, 1, generator=generator).view(B, 1, H, W)  # a component per pixel
         mu, log_s = mu.gather(1, pick), log_s.gather(1, pick)  # (B, 1, H, W)
         u = torch.rand(mu.shape, generator=generator, device=mu.device).clamp(1e-5, 1 - 1e-5)
         x = mu + log_s.exp() * (torch.log(u) - torch.log1p(-u))  # inverse logistic CDF
@@ -156,7 +158,7 @@ def gaussian_kl(mu: Tensor, log_var: Tensor) -> Tensor:
 
 
 class VAE(GenerativeModel):
-    """``VAE(encoder, decoder, pixels, ...)``: the encoder gives (mu, log_var), the decoder the pixels' parameters."""
+    """``VAE(encoder, decoder, pixels, latent_dim)``: x -> (mu, log_var) -> z -> p(x|z)'s parameters."""
 
     family = "vae"
     likelihood = "bound"
@@ -175,7 +177,8 @@ class VAE(GenerativeModel):
     ):
         super().__init__()
         self.encoder, self.decoder, self.pixels = encoder, decoder, pixels
-        self.latent_dim, self.beta, self.num_classes, self.iw_samples = latent_dim, beta, num_classes, iw_samples
+        self.latent_dim, self.beta, self.iw_samples = latent_dim, beta, iw_samples
+        self.num_classes = num_classes  # 0: unconditional
         self.label_embedding = nn.Embedding(num_classes, label_dim) if num_classes else None
 
     @classmethod
@@ -184,13 +187,18 @@ class VAE(GenerativeModel):
             raise ConfigError(f"model.decoder must be one of {', '.join(PIXEL_MODELS)}, got {cfg.decoder!r}")
         if cfg.conditional and spec.num_classes < 1:
             raise ConfigError(f"model.conditional = true needs labelled data; {spec.name} has no classes")
-        channels, size = spec.shape[0], spec.shape[1]
+        if spec.shape[0] != 1:
+            raise ConfigError(f"the VAE models one-channel images; {spec.name} has {spec.shape[0]} channels")
+        size = spec.shape[1]
         pixels = DiscretizedLogistic(cfg.n_mix) if cfg.decoder == "logistic" else PIXEL_MODELS[cfg.decoder]()
         label_dim = cfg.label_dim if cfg.conditional else 0
-        encoder = ConvEncoder(channels + label_dim, 2 * cfg.latent_dim, cfg.encoder_channels, size)
-        decoder = ConvDecoder(cfg.latent_dim + label_dim, channels * pixels.params_per_pixel, cfg.decoder_channels, size)
+        encoder = ConvEncoder(1 + label_dim, 2 * cfg.latent_dim, cfg.encoder_channels, size)
+        decoder = ConvDecoder(cfg.latent_dim + label_dim, pixels.params_per_pixel, cfg.decoder_channels, size)
         num_classes = spec.num_classes if cfg.conditional else 0
-        return cls(encoder, decoder, pixels, cfg.latent_dim, cfg.beta, num_classes, cfg.label_dim, cfg.iw_samples)
+        return cls(
+            encoder, decoder, pixels, cfg.latent_dim,
+            beta=cfg.beta, num_classes=num_classes, label_dim=cfg.label_dim, iw_samples=cfg.iw_samples,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------------- networks
     def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
