@@ -48,7 +48,7 @@ from genzoo.specs import ImageSpec, to_uint8
 
 @dataclass
 class VAEConfig:
-    latent_dim: int = 32
+    latent_dim: int = 16
     encoder_channels: tuple[int, ...] = (32, 64)  # widths at H/2 and H/4
     decoder_channels: tuple[int, ...] = (64, 32)  # widths at H/4 and H/2
     decoder: str = "logistic"  # logistic | categorical | bernoulli (see the module docstring)
