@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from genzoo.config import load_config
 from genzoo.errors import ConfigError
 from genzoo.models.transformer import (
     TransformerConfig,
@@ -203,3 +205,14 @@ def test_grad_mode_is_left_alone_between_trajectory_steps():
     model = make_model()
     for _ in model.trajectory(1, max_new_tokens=3):
         assert torch.is_grad_enabled()
+
+
+@pytest.mark.parametrize("name", ["lm_shakespeare", "lm_tinyshakespeare"])
+def test_configs_build_a_model_and_sample(name):
+    """Every key of the shipped configs is known; their [sample] options are sample's keywords."""
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.toml")
+    assert cfg.family == "lm" and cfg.data.name == name.removeprefix("lm_")
+    assert cfg.data.block_size <= cfg.model.block_size
+    model = TransformerLM.from_config(cfg.model, SPEC)
+    options = {**cfg.sample, "max_new_tokens": 3}
+    assert model.sample(2, **options).shape == (2, len(cfg.sample["prompt"]) + 3)

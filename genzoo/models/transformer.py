@@ -45,7 +45,9 @@ from genzoo.specs import TextSpec
 
 @dataclass
 class TransformerConfig:
-    n_layer: int = 4
+    """Defaults: the 2-core CPU setting of configs/lm_tinyshakespeare.toml (see bench/lm_cpu.py)."""
+
+    n_layer: int = 2
     n_head: int = 4
     n_embd: int = 128
     block_size: int = 128  # longest context the model sees; the data's block_size must not exceed it
