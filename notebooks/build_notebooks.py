@@ -590,7 +590,7 @@ LM_CELLS = [
     ),
     code(
         """
-        # full mode trains exactly as `genzoo train configs/lm_shakespeare.toml`: about 2.5 minutes
+        # full mode trains exactly as `genzoo train configs/lm_shakespeare.toml`: about 2 minutes
         overrides = ["train.max_steps=30", "train.eval_every=12", "train.eval_batches=2"] if SHORT else []
         cfg = load_config(ROOT / "configs" / "lm_shakespeare.toml", overrides)
         data = load_data(cfg.data)
