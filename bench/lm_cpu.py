@@ -21,6 +21,7 @@ import argparse
 import datetime
 import json
 import math
+import os
 import platform
 import sys
 import tempfile
@@ -92,12 +93,14 @@ def main() -> None:
     data = load_data(cfg.data, args.data_root)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg, data.spec)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         trainer = TimedTrainer(model, data, cfg, args.out or tmp)
         started = time.perf_counter()
         run = trainer.fit()
         train_wall = trainer.loop_end - started
         step_time = trainer.elapsed
+    load_after = os.getloadavg()[0]  # about `threads` when nothing else ran: a check that the timing is clean
     val, val_64 = evaluate(model, data, cfg.data.batch_size, args.eval_batches)
     peak = max(matmul_gflops(n) for n in (512, 2048, 4096))
 
@@ -123,6 +126,7 @@ def main() -> None:
         "matmul_peak_gflops": round(peak, 1),
         "percent_of_peak": round(100 * achieved / peak, 1),
         "threads": torch.get_num_threads(),
+        "load_average_1min": [round(load_before, 2), round(load_after, 2)],
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
