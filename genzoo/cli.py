@@ -1,8 +1,11 @@
-"""The ``genzoo`` command: train, sample, list, data.
+"""The ``genzoo`` command: train, sample, eval, compare, list, data.
 
     genzoo train CONFIG [--set section.key=value ...] [--out DIR] [--data-root DIR]
     genzoo train --resume RUN [--set ...]
     genzoo sample RUN [-n N] [--out PATH] [--seed S] [--best] [--no-ema] [--OPTION VALUE ...]
+    genzoo eval RUN [-n N] [--best] [--data-root DIR] [--log-prob KEY=VALUE ...] [--OPTION VALUE ...]
+    genzoo compare RUN [RUN ...] [--out DIR] [-n N]
+    genzoo compare --train --minutes M [--out DIR] [--families vae,lm,...]
     genzoo list
     genzoo data [--data-root DIR]
 
@@ -13,6 +16,7 @@ and checked against the family's ``sample`` signature.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -26,6 +30,11 @@ from genzoo.errors import ConfigError, GenzooError
 from genzoo.trainer import Trainer, pick_device
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+# The config `genzoo compare --train` trains for each family: the one its recipe in train/ uses.
+DEFAULT_CONFIGS = {
+    "lm": "lm_shakespeare.toml", "vae": "vae_mnist.toml", "ddpm": "ddpm_mnist.toml",
+    "gan": "gan_mnist.toml", "flow": "flow_mnist.toml", "ebm": "ebm_mnist.toml",
+}
 
 
 def train_arguments(default_config: str | None = None) -> argparse.ArgumentParser:
@@ -96,6 +105,17 @@ def parse_sample_options(extra: Sequence[str]) -> dict:
     return options
 
 
+def parse_key_values(items: Sequence[str], flag: str) -> dict:
+    """``["k=100"]`` -> {"k": 100} (values read as TOML)."""
+    options = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"{flag} {item!r} must look like KEY=VALUE (e.g. {flag} k=100)")
+        key, value = parse_override(item)
+        options[".".join(key)] = value
+    return options
+
+
 def cmd_sample(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="genzoo sample", description="Sample from a trained run.")
     parser.add_argument("run", help="a run folder or a checkpoint file")
@@ -115,6 +135,76 @@ def cmd_sample(argv: Sequence[str]) -> int:
     run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
     show_samples(spec.save_samples(x, Path(args.out) if args.out else run_dir / "sample"))
     return 0
+
+
+def cmd_eval(argv: Sequence[str]) -> int:
+    from genzoo.report import evaluate_run, headline
+
+    parser = argparse.ArgumentParser(prog="genzoo eval", description="Measure a trained run; writes RUN/eval.json.")
+    parser.add_argument("run", help="a run folder written by `genzoo train`")
+    parser.add_argument("-n", type=int, default=10_000, help="samples to score (image families)")
+    parser.add_argument("--best", action="store_true", help="use best.pt instead of last.pt")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-root", help="dataset folder (default: $GENZOO_DATA, then ~/.cache/genzoo)")
+    parser.add_argument("--log-prob", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option of the family's log_prob, e.g. --log-prob k=100 for the VAE")
+    args, extra = parser.parse_known_args(argv)
+    report = evaluate_run(
+        args.run, args.n, which="best" if args.best else "last", sample_options=parse_sample_options(extra),
+        log_prob_options=parse_key_values(args.log_prob, "--log-prob"),
+        data_root=args.data_root, seed=args.seed,
+    )
+    print(headline(report))
+    print(f"report: {Path(args.run) / 'eval.json'}")
+    return 0
+
+
+def cmd_compare(argv: Sequence[str]) -> int:
+    from genzoo.report import compare, evaluate_run
+
+    parser = argparse.ArgumentParser(prog="genzoo compare", description="Runs side by side: compare.md, compare.png.")
+    parser.add_argument("runs", nargs="*", help="run folders (evaluated first if they have no eval.json)")
+    parser.add_argument("--out", default="runs/compare", help="where compare.md and compare.png go")
+    parser.add_argument("-n", type=int, default=10_000, help="samples to score for runs not yet evaluated")
+    parser.add_argument("--train", action="store_true", help="first train every family's default config")
+    parser.add_argument("--minutes", type=float, default=5.0, help="training budget per family with --train")
+    parser.add_argument("--families", default=",".join(DEFAULT_CONFIGS), help="families to train with --train")
+    parser.add_argument("--data-root", help="dataset folder (default: $GENZOO_DATA, then ~/.cache/genzoo)")
+    args = parser.parse_args(argv)
+    runs = [Path(r) for r in args.runs]
+    if args.train:
+        runs += train_defaults(args.families.split(","), args.minutes, Path(args.out), args.data_root)
+    if not runs:
+        raise ConfigError("give run folders to compare, or --train --minutes M to train every family first")
+    reports = []
+    for run in runs:
+        if not (run / "eval.json").is_file():
+            evaluate_run(run, args.n, data_root=args.data_root)
+        reports.append(json.loads((run / "eval.json").read_text()))
+    md, png = compare(reports, args.out)
+    print(md.read_text())
+    print(f"table: {md}\nfigure: {png}")
+    return 0
+
+
+def train_defaults(families: list[str], minutes: float, out: Path, data_root: str | None) -> list[Path]:
+    """Train each family's default config for ``minutes`` (or its max_steps, if sooner) into out/<family>."""
+    from genzoo.data import load_data
+    from genzoo.models import FAMILIES
+
+    runs = []
+    for family in families:
+        config = REPO_CONFIGS / DEFAULT_CONFIGS.get(family, f"{family}.toml")
+        if family not in FAMILIES or not config.is_file():
+            print(f"genzoo: skipping {family}: not in this version of genzoo ({config.name} missing)", file=sys.stderr)
+            continue
+        cfg = load_config(config, [f"train.max_minutes={minutes}"])
+        data = load_data(cfg.data, data_root)
+        torch.manual_seed(cfg.train.seed)
+        run = Trainer(build_model(cfg, data.spec), data, cfg, out / family).fit()
+        if not run.interrupted:
+            runs.append(run.run_dir)
+    return runs
 
 
 def cmd_list(argv: Sequence[str]) -> int:
@@ -141,7 +231,10 @@ def cmd_data(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "list": cmd_list, "data": cmd_data}
+COMMANDS = {
+    "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "compare": cmd_compare,
+    "list": cmd_list, "data": cmd_data,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -106,5 +106,15 @@ class GenerativeModel(nn.Module):
         )
 
     @property
+    def conditional(self) -> bool:
+        """Whether ``sample`` can be told which class to draw (``labels=``)."""
+        return False
+
+    @property
+    def latent(self) -> str:
+        """The latent space a user can encode into, edit or walk through, in words; "" when there is none."""
+        return ""
+
+    @property
     def device(self) -> torch.device:
         return next(self.parameters()).device

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,10 +237,23 @@ class Trainer:
 
     def _log(self, split: str, metrics: dict[str, float]) -> None:
         record = {"step": self.step, "split": split, "time_s": round(self.elapsed, 3), **metrics}
+        record["peak_memory_mb"] = round(peak_memory_mb(self.device), 1)
         if split == "train":
             record["lr"] = next(iter(self.schedulers.values())).get_last_lr()[0]
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process so far: CUDA memory allocated on a GPU, resident set size on a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        import resource  # Unix only
+    except ImportError:
+        return float("nan")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
 
 def mean_metrics(records: list[dict[str, float]]) -> dict[str, float]:

@@ -181,6 +181,14 @@ class VAE(GenerativeModel):
         self.num_classes = num_classes  # 0: unconditional
         self.label_embedding = nn.Embedding(num_classes, label_dim) if num_classes else None
 
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    @property
+    def latent(self) -> str:
+        return f"z in R^{self.latent_dim}, with an encoder q(z|x)"
+
     @classmethod
     def from_config(cls, cfg: VAEConfig, spec: ImageSpec) -> "VAE":
         if cfg.decoder not in PIXEL_MODELS:

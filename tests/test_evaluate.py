@@ -1,0 +1,155 @@
+"""The evaluator and its metrics against independent computations and hand-built cases."""
+
+import math
+
+import pytest
+import torch
+
+from genzoo.config import DataConfig
+from genzoo.data import load_data
+from genzoo.errors import CheckpointError
+from genzoo.evaluate import (
+    class_coverage,
+    evaluator_path,
+    frechet_distance,
+    gaussian_frechet,
+    load_evaluator,
+    precision_recall,
+    recognizability,
+    reference_points,
+)
+from genzoo.metrics import heldout_nll
+from genzoo.model import GenerativeModel
+from genzoo.specs import from_uint8
+
+
+def random_covariance(d: int, generator: torch.Generator) -> torch.Tensor:
+    a = torch.randn(d, d, generator=generator, dtype=torch.float64)
+    return a @ a.T + 0.1 * torch.eye(d, dtype=torch.float64)
+
+
+# ---------------------------------------------------------------------------------------------- Fréchet
+
+
+def test_frechet_of_a_feature_set_with_itself_is_zero():
+    features = torch.randn(2000, 16, generator=torch.Generator().manual_seed(0))
+    assert frechet_distance(features, features) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_frechet_grows_monotonically_as_a_gaussian_is_shifted():
+    generator = torch.Generator().manual_seed(1)
+    real = torch.randn(3000, 8, generator=generator)
+    fake = torch.randn(3000, 8, generator=generator)
+    distances = [frechet_distance(real, fake + shift) for shift in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)]
+    assert all(a < b for a, b in zip(distances, distances[1:])), distances
+    # With the same covariance, a shift by d adds exactly ||d||^2 to the mean term.
+    assert frechet_distance(real, real + 0.5) == pytest.approx(8 * 0.25, rel=1e-9)
+
+
+def test_closed_form_matches_a_direct_computation():
+    generator = torch.Generator().manual_seed(2)
+    for d in (1, 3, 6):
+        mu1, mu2 = torch.randn(d, generator=generator, dtype=torch.float64), torch.randn(d, generator=generator, dtype=torch.float64)
+        cov1, cov2 = random_covariance(d, generator), random_covariance(d, generator)
+        # Directly: tr((cov1 cov2)^1/2) is the sum of the square roots of the (real, positive)
+        # eigenvalues of the non-symmetric product cov1 cov2.
+        cross = torch.linalg.eigvals(cov1 @ cov2).real.sqrt().sum()
+        direct = (mu1 - mu2).square().sum() + cov1.trace() + cov2.trace() - 2 * cross
+        assert gaussian_frechet(mu1, cov1, mu2, cov2) == pytest.approx(float(direct), rel=1e-8)
+
+
+def test_frechet_between_diagonal_gaussians_is_the_wasserstein_formula():
+    mu1, mu2 = torch.tensor([0.0, 1.0]), torch.tensor([2.0, -1.0])
+    var1, var2 = torch.tensor([1.0, 4.0]), torch.tensor([9.0, 0.25])
+    expected = (mu1 - mu2).square().sum() + (var1.sqrt() - var2.sqrt()).square().sum()  # 8 + (4 + 2.25)
+    assert gaussian_frechet(mu1, var1.diag(), mu2, var2.diag()) == pytest.approx(float(expected), rel=1e-10)
+
+
+# ---------------------------------------------------------------------------------------------- precision and recall
+
+
+def test_precision_and_recall_on_known_point_sets():
+    real = torch.arange(10.0)[:, None]  # 0, 1, ..., 9 on a line: each k=1 ball has radius 1
+    fake = torch.tensor([0.1, 0.3, 0.5, 50.0, 50.5])[:, None]  # three near 0, a far pair; radii .2 .2 .2 .5 .5
+    precision, recall = precision_recall(real, fake, k=1)
+    assert precision == pytest.approx(3 / 5)  # 0.1, 0.3, 0.5 lie in the real balls; 50 and 50.5 do not
+    assert recall == pytest.approx(1 / 10)  # only the real 0 lies within 0.2 of a fake point
+
+
+def test_identical_sets_have_full_precision_and_recall():
+    points = torch.randn(300, 4, generator=torch.Generator().manual_seed(3))
+    assert precision_recall(points, points.clone(), k=3) == (1.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------- classifier metrics
+
+
+def test_recognizability_on_a_probability_table():
+    probs = torch.tensor([
+        [0.95, 0.05, 0.0],
+        [0.5, 0.5, 0.0],
+        [0.0, 0.1, 0.9],  # exactly at the threshold counts
+        [0.2, 0.3, 0.5],
+    ])
+    assert recognizability(probs) == pytest.approx(0.5)
+    assert recognizability(probs, threshold=0.5) == pytest.approx(1.0)
+
+
+def test_class_coverage_on_hand_built_histograms():
+    one_hot = torch.eye(10)
+    assert class_coverage(one_hot) == pytest.approx(1.0)  # one sample of each class
+    assert class_coverage(one_hot[[3, 3, 3, 3]]) == 0.0  # only threes
+    two = one_hot[[1, 7] * 5]  # half ones, half sevens
+    assert class_coverage(two) == pytest.approx(math.log(2) / math.log(10))
+
+
+# ---------------------------------------------------------------------------------------------- likelihood
+
+
+class Uniform8Bit(GenerativeModel):
+    """Every 8-bit image equally likely: log p(x) = -D log 256."""
+
+    family, likelihood = "uniform", "exact"
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def log_prob(self, x):
+        return torch.full((len(x),), -x[0].numel() * math.log(256), dtype=torch.float64)
+
+
+def test_bits_per_dim_of_a_uniform_8bit_model_is_8():
+    batches = [(torch.rand(7, 1, 28, 28) * 2 - 1, torch.zeros(7)) for _ in range(3)]
+    result = heldout_nll(Uniform8Bit(), batches)
+    assert result["bits_per_dim"] == pytest.approx(8.0, abs=1e-12)
+    assert result["examples"] == 21
+
+
+# ---------------------------------------------------------------------------------------------- the shipped evaluator
+
+
+def test_evaluator_loads_with_weights_only_and_classifies_the_heldout_sample(tmp_path):
+    state = torch.load(evaluator_path("mnist"), map_location="cpu", weights_only=True)
+    assert state["version"] == 1 and state["dataset"] == "mnist"
+    evaluator = load_evaluator("mnist")
+    # An empty data root: genzoo falls back to its shipped MNIST sample, whose held-out 500 digits
+    # the evaluator never trained on.
+    data = load_data(DataConfig(name="mnist", download=False), str(tmp_path))
+    _, probs = evaluator.embed(from_uint8(data.test_images))
+    accuracy = float((probs.argmax(-1) == data.test_labels).float().mean())
+    assert accuracy > 0.97
+
+
+def test_a_missing_evaluator_is_one_clear_error():
+    with pytest.raises(CheckpointError, match="evaluator_mnist_v1.pt"):
+        load_evaluator("cifar10")
+
+
+def test_real_digits_score_between_the_floor_and_the_ceilings(tmp_path):
+    data = load_data(DataConfig(name="mnist", download=False), str(tmp_path))
+    refs = reference_points(from_uint8(data.train_images), from_uint8(data.test_images), load_evaluator(), 500)
+    real, noise, blank = refs["real train images"], refs["Gaussian noise"], refs["blank images"]
+    assert real["fid_mnist"] < noise["fid_mnist"] / 10 and real["fid_mnist"] < blank["fid_mnist"] / 10
+    assert real["recognizability"] > 0.9 and real["coverage"] > 0.95 and real["recall"] > 0.5
+    assert noise["coverage"] == 0.0 and blank["coverage"] == 0.0 and blank["recall"] == 0.0

@@ -1,0 +1,70 @@
+"""`genzoo eval` and `genzoo compare` end to end on tiny runs, and their one-line errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from genzoo.cli import main
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+FAST = [
+    "--set", "train.max_steps=3", "--set", "train.eval_batches=1", "--set", "train.log_every=1",
+    "--set", "train.n_samples=4", "--set", "data.batch_size=8",
+]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    vae, lm = root / "vae", root / "lm"
+    assert main(["train", str(CONFIGS / "vae_mnist.toml"), "--out", str(vae), *FAST]) == 0
+    lm_fast = FAST + ["--set", "data.block_size=32", "--set", "sample.max_new_tokens=20"]
+    assert main(["train", str(CONFIGS / "lm_shakespeare.toml"), "--out", str(lm), *lm_fast]) == 0
+    return vae, lm
+
+
+def test_eval_of_an_image_run_writes_every_number(runs, capsys):
+    vae, _ = runs
+    assert main(["eval", str(vae), "-n", "64", "--log-prob", "k=2"]) == 0
+    report = json.loads((vae / "eval.json").read_text())
+    quality = report["quality"]
+    assert quality["evaluator"] == "mnist-cnn-v1" and quality["samples"] == 64
+    for key in ("fid_mnist", "precision", "recall", "recognizability", "coverage"):
+        assert quality[key] == quality[key], key  # not NaN
+    assert 0 <= quality["precision"] <= 1 and 0 <= quality["coverage"] <= 1
+    assert set(report["references"]) == {"real train images", "Gaussian noise", "blank images"}
+    assert report["likelihood"]["kind"] == "bound" and report["likelihood"]["options"] == {"k": 2}
+    assert 0 < report["likelihood"]["bits_per_dim"] < 8.5  # an untrained VAE is near uniform, 8 bits/dim
+    cost = report["cost"]
+    assert cost["train_steps"] == 3 and cost["parameters"] > 0 and cost["train_peak_memory_mb"] > 0
+    assert report["sampling"]["ms_per_image"] > 0 and (vae / "eval_samples.png").is_file()
+    assert "FID-MNIST" in capsys.readouterr().out
+
+
+def test_eval_of_a_text_run_reports_nats_and_bits_per_char(runs):
+    _, lm = runs
+    assert main(["eval", str(lm)]) == 0
+    likelihood = json.loads((lm / "eval.json").read_text())["likelihood"]
+    assert likelihood["bits_per_char"] == pytest.approx(likelihood["nats_per_char"] / 0.6931471805599453)
+    assert (lm / "eval_samples.txt").is_file()
+
+
+def test_compare_writes_a_table_row_per_run_and_a_figure(runs, tmp_path):
+    vae, lm = runs
+    out = tmp_path / "compare"
+    assert main(["compare", str(vae), str(lm), "--out", str(out), "-n", "64"]) == 0
+    table = (out / "compare.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert [row.split("|")[1].strip() for row in rows[1:3]] == ["vae", "lm"]
+    assert "(floor)" in table and "(ceiling)" in table and (out / "compare.png").stat().st_size > 0
+
+
+def test_bad_eval_input_is_one_line(runs, tmp_path, capsys):
+    vae, _ = runs
+    assert main(["eval", str(vae), "--log-prob", "kk=2"]) == 2
+    assert "valid" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no last.pt" in err and len(err.splitlines()) == 1
+    assert main(["compare"]) == 2
