@@ -142,7 +142,7 @@ def cmd_eval(argv: Sequence[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="genzoo eval", description="Measure a trained run; writes RUN/eval.json.")
     parser.add_argument("run", help="a run folder written by `genzoo train`")
-    parser.add_argument("-n", type=int, default=10_000, help="samples to score (image families)")
+    parser.add_argument("-n", type=int, default=5_000, help="samples to score (image families)")
     parser.add_argument("--best", action="store_true", help="use best.pt instead of last.pt")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", help="dataset folder (default: $GENZOO_DATA, then ~/.cache/genzoo)")
@@ -165,7 +165,7 @@ def cmd_compare(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="genzoo compare", description="Runs side by side: compare.md, compare.png.")
     parser.add_argument("runs", nargs="*", help="run folders (evaluated first if they have no eval.json)")
     parser.add_argument("--out", default="runs/compare", help="where compare.md and compare.png go")
-    parser.add_argument("-n", type=int, default=10_000, help="samples to score for runs not yet evaluated")
+    parser.add_argument("-n", type=int, default=5_000, help="samples to score for runs not yet evaluated")
     parser.add_argument("--train", action="store_true", help="first train every family's default config")
     parser.add_argument("--minutes", type=float, default=5.0, help="training budget per family with --train")
     parser.add_argument("--families", default=",".join(DEFAULT_CONFIGS), help="families to train with --train")

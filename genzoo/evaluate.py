@@ -3,8 +3,9 @@ metrics computed through it.
 
 Published FIDs run samples through an ImageNet Inception network whose weights must be downloaded.
 genzoo instead ships a small CNN trained on the MNIST digits it ships (``assets/evaluator_mnist_v1.pt``,
-built by ``bench/build_evaluator.py``), so every machine computes the same numbers offline. All the
-metrics compare generated images with real ones through that network:
+built by ``bench/build_evaluator.py``), so every machine computes the same numbers offline; FashionMNIST
+runs use the same network trained on FashionMNIST (``evaluator_fashion_mnist_v1.pt``). All the metrics
+compare generated images with real ones through that network:
 
 - **FID-MNIST** (Heusel et al. 2017, eq. 6 with our features): the Fréchet distance between Gaussians
   fitted to the 128-dimensional penultimate features of real and generated images,
@@ -46,8 +47,8 @@ def evaluator_path(dataset: str = "mnist", version: int = EVALUATOR_VERSION) -> 
 # The classifier.
 
 
-class DigitClassifier(nn.Module):
-    """28x28 grey image in [-1, 1] -> 10 class logits; ``features`` is the 128-d layer before them."""
+class EvaluatorNet(nn.Module):
+    """A 28x28 grey image in [-1, 1] -> 10 class logits; ``features`` is the 128-d layer before them."""
 
     def __init__(self, num_classes: int = 10, width: int = 32):
         super().__init__()
@@ -72,7 +73,7 @@ class DigitClassifier(nn.Module):
 class Evaluator:
     """The shipped classifier and what it was measured to do when it was built."""
 
-    network: DigitClassifier
+    network: EvaluatorNet
     dataset: str
     version: int
     accuracy: dict[str, float]  # held-out accuracies measured by bench/build_evaluator.py
@@ -103,7 +104,7 @@ def load_evaluator(dataset: str = "mnist", version: int = EVALUATOR_VERSION) -> 
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or state.get("format") != EVALUATOR_FORMAT:
         raise CheckpointError(f"{path} is not a genzoo evaluator (expected format {EVALUATOR_FORMAT!r})")
-    network = DigitClassifier(state["num_classes"], state["width"])
+    network = EvaluatorNet(state["num_classes"], state["width"])
     network.load_state_dict(state["weights"])
     return Evaluator(network.eval(), state["dataset"], state["version"], state["accuracy"])
 
@@ -176,7 +177,7 @@ def feature_metrics(real_features: Tensor, fake_features: Tensor, fake_probs: Te
     """Every quality metric from evaluator outputs: features (N, D) real, (M, D) generated, probabilities (M, 10)."""
     precision, recall = precision_recall(real_features, fake_features, k)
     return {
-        "fid_mnist": frechet_distance(real_features, fake_features),
+        "fid": frechet_distance(real_features, fake_features),
         "precision": precision,
         "recall": recall,
         "recognizability": recognizability(fake_probs),

@@ -30,7 +30,7 @@ def test_eval_of_an_image_run_writes_every_number(runs, capsys):
     report = json.loads((vae / "eval.json").read_text())
     quality = report["quality"]
     assert quality["evaluator"] == "mnist-cnn-v1" and quality["samples"] == 64
-    for key in ("fid_mnist", "precision", "recall", "recognizability", "coverage"):
+    for key in ("fid", "precision", "recall", "recognizability", "coverage"):
         assert quality[key] == quality[key], key  # not NaN
     assert 0 <= quality["precision"] <= 1 and 0 <= quality["coverage"] <= 1
     assert set(report["references"]) == {"real train images", "Gaussian noise", "blank images"}
@@ -68,3 +68,13 @@ def test_bad_eval_input_is_one_line(runs, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "no last.pt" in err and len(err.splitlines()) == 1
     assert main(["compare"]) == 2
+
+
+def test_compare_train_trains_each_family_then_tabulates(tmp_path, capsys):
+    out = tmp_path / "table"
+    argv = ["compare", "--train", "--minutes", "0.005", "--families", "lm,nosuchfamily", "--out", str(out)]
+    assert main(argv) == 0
+    assert "skipping nosuchfamily" in capsys.readouterr().err
+    assert (out / "lm" / "eval.json").is_file()
+    rows = [line for line in (out / "compare.md").read_text().splitlines() if line.startswith("| lm ")]
+    assert len(rows) == 1

@@ -39,7 +39,7 @@ def interpolations(model, x: torch.Tensor, steps: int = 10) -> torch.Tensor:
 def main() -> None:
     parser = train_arguments(str(CONFIG))
     parser.add_argument("--eval-k", type=int, default=100, help="importance samples for the test bound")
-    parser.add_argument("--eval-samples", type=int, default=10_000, help="samples scored by the evaluator")
+    parser.add_argument("--eval-samples", type=int, default=5_000, help="samples scored by the evaluator")
     args = parser.parse_args()
     trainer = make_trainer(args)
     run = trainer.fit()

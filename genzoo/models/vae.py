@@ -187,7 +187,7 @@ class VAE(GenerativeModel):
 
     @property
     def latent(self) -> str:
-        return f"z in R^{self.latent_dim}, with an encoder q(z|x)"
+        return f"z in R^{self.latent_dim}, with an encoder"
 
     @classmethod
     def from_config(cls, cfg: VAEConfig, spec: ImageSpec) -> "VAE":
