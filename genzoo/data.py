@@ -11,13 +11,18 @@ Four datasets, by the name a config's ``[data]`` table gives:
 - ``tinyshakespeare``: char-rnn's 1.1 MB corpus at ``<root>/tinyshakespeare/input.txt``, downloaded
   there when missing.
 
+Two 2-D toy sets, drawn from a fixed seed (nothing on disk), for tests that train in seconds:
+``ring8`` (8 Gaussians on the unit circle, labelled by mode) and ``moons`` (two interleaved half
+circles, labelled by moon).
+
 The data root is ``--data-root``, else ``$GENZOO_DATA``, else ``$XDG_CACHE_HOME/genzoo`` (or
 ``~/.cache/genzoo``). Whole datasets live in memory (uint8 images, small-integer token ids) and
 batches are cut from them by indexing: no DataLoader, no worker processes to start on a 2-core laptop.
 
-Every loader yields ``(x, y)``: images in [-1, 1] (B, 1, 28, 28) and int64 labels (B,), or token ids
-(B, T) and next-token targets (B, T), both int64. Training batches come from a ``BatchStream`` that
-owns its random generator, so its ``state_dict`` resumes the exact batch order after a restart.
+Every loader yields ``(x, y)``: images in [-1, 1] (B, 1, 28, 28) and int64 labels (B,), token ids
+(B, T) and next-token targets (B, T), both int64, or 2-D points (B, 2) and int64 labels (B,).
+Training batches come from a ``BatchStream`` that owns its random generator, so its ``state_dict``
+resumes the exact batch order after a restart.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from torch import Tensor
 
 from genzoo.config import DataConfig
 from genzoo.errors import DataError
-from genzoo.specs import ImageSpec, TextSpec, from_uint8
+from genzoo.specs import ImageSpec, PointSpec, TextSpec, from_uint8
 
 Batch = tuple[Tensor, Tensor]
 
@@ -48,6 +53,7 @@ SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # apt-get inst
 APT_SUFFIXES = (".gz", "")  # the Debian package installs the gzipped originals
 IMAGE_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}  # torchvision's class and folder names
 DATASETS = ("mnist", "fashion_mnist", "shakespeare", "tinyshakespeare")
+TOY_DATASETS = ("ring8", "moons")  # 2-D points drawn from a fixed seed: nothing on disk to describe
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 HELD_OUT_FRACTION = 0.1  # of the shipped MNIST sample (per class), and of every text (its end)
 VAL_SEED = 1234  # the fixed windows text validation draws
@@ -117,6 +123,17 @@ class ImageStream(BatchStream):
         self.generator.set_state(state["epoch_rng"])
         self._start_epoch()
         self.position = int(state["position"])
+
+
+class PointStream(ImageStream):
+    """``ImageStream``'s epochs and exact resume, over float points (N, D) instead of uint8 images."""
+
+    def __next__(self) -> Batch:
+        if self.position + self.batch_size > len(self.images):
+            self._start_epoch()
+        index = self.order[self.position : self.position + self.batch_size]
+        self.position += self.batch_size
+        return self.images[index], self.labels[index]  # (B, D), (B,)
 
 
 class TextStream(BatchStream):
@@ -199,6 +216,48 @@ class ImageData(Data):
             yield from_uint8(self.test_images[i:j]), self.test_labels[i:j]
 
 
+class PointData(ImageData):
+    """Train and test points (N, D) float32 with int64 labels; batches are the points themselves."""
+
+    def train_stream(self, batch_size: int, seed: int) -> PointStream:
+        return PointStream(self.train_images, self.train_labels, batch_size, seed)
+
+    def _in_order(self, n: int, batch_size: int) -> Iterator[Batch]:
+        for i in range(0, n, batch_size):
+            j = min(i + batch_size, n)
+            yield self.test_images[i:j], self.test_labels[i:j]
+
+
+TOY_SIZES = (8_000, 2_000)  # train and test points
+TOY_SEEDS = (0, 1)  # train and test are independent draws
+
+
+def ring8(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """n points from 8 Gaussians (std 0.05) centred on the unit circle; the label is the mode."""
+    mode = torch.randint(0, 8, (n,), generator=generator)
+    angle = mode.float() * (2 * torch.pi / 8)
+    centres = torch.stack([angle.cos(), angle.sin()], dim=1)  # (n, 2)
+    return centres + 0.05 * torch.randn(n, 2, generator=generator), mode
+
+
+def moons(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """n points from two interleaved half circles (noise std 0.05), centred and scaled to about [-1, 1]."""
+    moon = torch.randint(0, 2, (n,), generator=generator)
+    angle = torch.rand(n, generator=generator) * torch.pi
+    upper = torch.stack([angle.cos(), angle.sin()], dim=1)  # (n, 2)
+    lower = torch.stack([1 - angle.cos(), 0.5 - angle.sin()], dim=1)
+    points = torch.where(moon[:, None] == 0, upper, lower) + 0.05 * torch.randn(n, 2, generator=generator)
+    return (points - torch.tensor([0.5, 0.25])) / 1.5, moon  # x in about [-1, 1], y in [-0.5, 0.5]
+
+
+def _load_toy(name: str) -> PointData:
+    draw = {"ring8": ring8, "moons": moons}[name]
+    train, test = (draw(n, torch.Generator().manual_seed(seed)) for n, seed in zip(TOY_SIZES, TOY_SEEDS))
+    spec = PointSpec(name, dim=2, num_classes=8 if name == "ring8" else 2)
+    source = f"the 2-D toy set {name}, drawn from a fixed seed ({TOY_SIZES[0]:,} train / {TOY_SIZES[1]:,} test)"
+    return PointData(spec, source, train, test)
+
+
 class TextData(Data):
     """A character-level text: token ids of the first 90% (train) and the last 10% (validation)."""
 
@@ -246,13 +305,15 @@ def encode(text: str, vocab: str) -> Tensor:
 
 def load_data(cfg: DataConfig, root: str | None = None) -> Data:
     """The dataset ``cfg.name`` under the data root (see ``data_root``), downloading only if allowed."""
-    if cfg.name not in DATASETS:
-        raise DataError(f"unknown dataset {cfg.name!r}; valid ones: {', '.join(DATASETS)}")
+    if cfg.name not in DATASETS + TOY_DATASETS:
+        raise DataError(f"unknown dataset {cfg.name!r}; valid ones: {', '.join(DATASETS + TOY_DATASETS)}")
     where = data_root(root)
     if cfg.name == "mnist":
         return _load_mnist(where, cfg.download)
     if cfg.name == "fashion_mnist":
         return _load_fashion_mnist(where, cfg.download)
+    if cfg.name in TOY_DATASETS:
+        return _load_toy(cfg.name)
     if cfg.name == "shakespeare":
         origin = f"Shakespeare's works shipped with genzoo ({SHAKESPEARE})"
         return TextData("shakespeare", _shipped_shakespeare(), origin, cfg.block_size)

@@ -71,9 +71,37 @@ class TextSpec:
         return {"kind": "text", **asdict(self)}
 
 
-def spec_from_dict(table: dict[str, Any]) -> ImageSpec | TextSpec:
+@dataclass
+class PointSpec:
+    """Points in the plane (or R^dim): the 2-D toy sets that make a quick test of a density model."""
+
+    name: str
+    dim: int
+    num_classes: int  # which mode (ring8) or which moon (moons) a point came from
+
+    def save_samples(self, x: Tensor, path: Path) -> Path:
+        """A scatter plot of (n, 2) points at ``path`` with suffix .png."""
+        from matplotlib.figure import Figure  # not pyplot: no backend or display involved
+
+        path = Path(path).with_suffix(".png")
+        points = x.detach().cpu().float()
+        fig = Figure(figsize=(3, 3), dpi=100)
+        ax = fig.subplots()
+        ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5)
+        ax.set_aspect("equal")
+        ax.set_title(f"{self.name}: {len(points)} samples", fontsize=9)
+        fig.savefig(path, bbox_inches="tight")
+        return path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "points", **asdict(self)}
+
+
+def spec_from_dict(table: dict[str, Any]) -> ImageSpec | TextSpec | PointSpec:
     table = dict(table)
     kind = table.pop("kind")
     if kind == "image":
         return ImageSpec(name=table["name"], shape=tuple(table["shape"]), num_classes=table["num_classes"])
+    if kind == "points":
+        return PointSpec(**table)
     return TextSpec(**table)

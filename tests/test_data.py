@@ -281,3 +281,46 @@ def test_real_data_is_described(monkeypatch):
     assert rows["mnist"]["status"] == "partial (5,000 train / 10,000 test)"
     assert rows["fashion_mnist"]["status"] == "full"
     assert rows["tinyshakespeare"]["train"] + rows["tinyshakespeare"]["test"] == 1_115_394
+
+
+# -- 2-D toy points ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, classes", [("ring8", 8), ("moons", 2)])
+def test_toy_points_load_with_shapes_labels_and_a_fixed_seed(name, classes):
+    from genzoo.specs import PointSpec
+
+    data = load_data(DataConfig(name=name))
+    assert data.spec == PointSpec(name, dim=2, num_classes=classes)
+    assert data.train_images.shape == (8_000, 2) and data.test_images.shape == (2_000, 2)
+    assert data.train_images.dtype == torch.float32 and data.train_labels.dtype == torch.int64
+    assert set(data.train_labels.tolist()) == set(range(classes))
+    assert data.train_images.abs().max() < 1.5  # about unit scale, what the diffusion schedule assumes
+    again = load_data(DataConfig(name=name))
+    assert torch.equal(again.train_images, data.train_images) and not torch.equal(data.train_images[:2000], data.test_images)
+    x, y = next(data.train_stream(32, seed=0))
+    assert x.shape == (32, 2) and y.shape == (32,)
+    assert sum(len(x) for x, _ in data.test_batches(300)) == 2_000
+    assert [len(x) for x, _ in data.val_batches(100, 3)] == [100, 100, 100]
+
+
+def test_ring8_points_sit_near_the_centre_of_their_mode():
+    data = load_data(DataConfig(name="ring8"))
+    angle = data.train_labels.float() * (2 * torch.pi / 8)
+    centres = torch.stack([angle.cos(), angle.sin()], dim=1)
+    distance = (data.train_images - centres).norm(dim=1)
+    assert distance.max() < 0.3 and 0.05 < distance.mean() < 0.08  # std 0.05 per axis: mean distance 0.063
+
+
+def test_point_stream_resumes_exactly():
+    data = load_data(DataConfig(name="moons"))
+    assert resumed_equals_straight(lambda: data.train_stream(1000, seed=2), 9, 5)  # 8 batches per epoch
+
+
+def test_point_spec_round_trips_and_draws_a_scatter_plot(tmp_path):
+    from genzoo.specs import PointSpec, spec_from_dict
+
+    spec = PointSpec("ring8", dim=2, num_classes=8)
+    assert spec_from_dict(spec.to_dict()) == spec
+    path = spec.save_samples(torch.randn(100, 2), tmp_path / "points")
+    assert path == tmp_path / "points.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

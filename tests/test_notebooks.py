@@ -17,7 +17,7 @@ nbclient = pytest.importorskip("nbclient")
 nbformat = pytest.importorskip("nbformat")
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ["vae", "lm"]
+NAMES = ["vae", "lm", "ddpm"]
 MAX_BYTES = 1_500_000
 
 

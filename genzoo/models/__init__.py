@@ -1,10 +1,12 @@
 """The family registry: a config names its family by one of these strings."""
 
 from genzoo.model import GenerativeModel
+from genzoo.models.ddpm import DDPM
 from genzoo.models.transformer import TransformerLM
 from genzoo.models.vae import VAE
 
 FAMILIES: dict[str, type[GenerativeModel]] = {
     TransformerLM.family: TransformerLM,
     VAE.family: VAE,
+    DDPM.family: DDPM,
 }
