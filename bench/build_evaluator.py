@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from genzoo.config import DataConfig
-from genzoo.data import _shipped_mnist, load_data
+from genzoo.data import shipped_mnist, load_data
 from genzoo.evaluate import EVALUATOR_FORMAT, EVALUATOR_VERSION, EvaluatorNet, evaluator_path
 from genzoo.specs import from_uint8
 
@@ -77,7 +77,7 @@ def train(images: Tensor, labels: Tensor, epochs: int, batch_size: int = 128, se
 def training_data(dataset: str, data_root: str | None) -> tuple[Tensor, Tensor, dict[str, tuple[Tensor, Tensor]], str]:
     """Training images and labels, the held-out sets to measure on, and a line saying what was used."""
     if dataset == "mnist":
-        shipped = _shipped_mnist()
+        shipped = shipped_mnist()
         heldout = {"shipped_heldout_500": (shipped.test_images, shipped.test_labels)}
         if data_root:
             full = load_data(DataConfig(name="mnist", download=False), data_root)

@@ -324,7 +324,7 @@ def _load_mnist(root: Path, download: bool) -> ImageData:
     loaded = _torchvision_images("mnist", root, download)
     if isinstance(loaded, ImageData):
         return loaded
-    data = _shipped_mnist()
+    data = shipped_mnist()
     n_test = len(data.test_images)
     print(
         f"genzoo: MNIST not found under {root} and {loaded}; using the 5,000-digit MNIST sample shipped with "
@@ -373,7 +373,7 @@ def _image_data(name: str, where: str, train: tuple[Tensor, Tensor], test: tuple
     return ImageData(ImageSpec(name, (1, 28, 28), 10), source, train, test)
 
 
-def _shipped_mnist() -> ImageData:
+def shipped_mnist() -> ImageData:
     with np.load(MNIST_SAMPLE) as sample:
         images, labels = torch.from_numpy(sample["images"]), torch.from_numpy(sample["labels"]).long()
     held_out = torch.zeros(len(labels), dtype=torch.bool)

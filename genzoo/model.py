@@ -14,8 +14,9 @@ Grad mode is each family's business: nothing here is decorated with ``torch.no_g
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -55,6 +56,23 @@ def adamw(params: list[nn.Parameter], cfg: OptimConfig) -> torch.optim.AdamW:
         {"params": no_decay, "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+
+
+def cycle_labels(
+    n: int, labels: Sequence[int] | Tensor, num_classes: int, family: str, device: torch.device
+) -> Tensor | None:
+    """Class labels for ``n`` samples of a class-conditional model: ``labels`` repeated to length n,
+    or 0, 1, ..., C-1, 0, 1, ... when none are given; None for an unconditional model."""
+    labels = torch.as_tensor(labels, dtype=torch.long).view(-1)
+    if not num_classes:
+        if len(labels):
+            raise ValueError(f"labels given to an unconditional {family} (train with model.conditional = true)")
+        return None
+    if not len(labels):
+        labels = torch.arange(num_classes)
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"labels must be in 0..{num_classes - 1}, got {labels.tolist()}")
+    return labels.repeat(math.ceil(n / len(labels)))[:n].to(device)  # (n,)
 
 
 class GenerativeModel(nn.Module):

@@ -69,6 +69,21 @@ def show_source(obj) -> None:
         print(f"{FILE}:{i:<4d}{line}", end="")
 '''
 
+# The image-grid helper of the image notebooks' setup cell (appended to SETUP_HELPERS there).
+SHOW_IMAGES = '''
+
+def show_images(x, nrow=8, title="", ax=None):
+    """Images in [-1, 1], (B, 1, H, W), as one grid."""
+    if ax is None:
+        ax = plt.figure(figsize=(0.45 * nrow, 0.45 * math.ceil(len(x) / nrow) + 0.3)).gca()
+    x = x.detach().cpu().clamp(-1, 1)
+    grid = make_grid(x, nrow=nrow, padding=1, pad_value=1, normalize=True, value_range=(-1, 1))
+    ax.imshow(grid.permute(1, 2, 0))
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+'''
+
+
 
 def setup_cell(imports: str, family_module: str) -> nbformat.NotebookNode:
     return code(
@@ -141,19 +156,7 @@ VAE_CELLS = [
         "genzoo.models.vae",
     ),
     code(
-        SETUP_HELPERS
-        + '''
-
-def show_images(x, nrow=8, title="", ax=None):
-    """Images in [-1, 1], (B, 1, H, W), as one grid."""
-    if ax is None:
-        ax = plt.figure(figsize=(0.45 * nrow, 0.45 * math.ceil(len(x) / nrow) + 0.3)).gca()
-    x = x.detach().cpu().clamp(-1, 1)
-    grid = make_grid(x, nrow=nrow, padding=1, pad_value=1, normalize=True, value_range=(-1, 1))
-    ax.imshow(grid.permute(1, 2, 0))
-    ax.set_title(title, fontsize=9)
-    ax.axis("off")
-'''
+        SETUP_HELPERS + SHOW_IMAGES
     ),
     md(
         r"""
@@ -1012,19 +1015,7 @@ DDPM_CELLS = [
         "genzoo.models.ddpm",
     ),
     code(
-        SETUP_HELPERS
-        + '''
-
-def show_images(x, nrow=8, title="", ax=None):
-    """Images in [-1, 1], (B, 1, H, W), as one grid."""
-    if ax is None:
-        ax = plt.figure(figsize=(0.45 * nrow, 0.45 * math.ceil(len(x) / nrow) + 0.3)).gca()
-    x = x.detach().cpu().clamp(-1, 1)
-    grid = make_grid(x, nrow=nrow, padding=1, pad_value=1, normalize=True, value_range=(-1, 1))
-    ax.imshow(grid.permute(1, 2, 0))
-    ax.set_title(title, fontsize=9)
-    ax.axis("off")
-'''
+        SETUP_HELPERS + SHOW_IMAGES
     ),
     md(
         r"""

@@ -49,7 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from genzoo.errors import ConfigError
-from genzoo.model import Batch, GenerativeModel
+from genzoo.model import Batch, GenerativeModel, cycle_labels
 from genzoo.nn import TimeMLP, UNet
 from genzoo.specs import ImageSpec, PointSpec
 
@@ -311,7 +311,7 @@ class DDPM(GenerativeModel):
     ) -> Iterator[Tensor]:
         """Yield x_T, then each x_t the sampler visits down to x_0; options as in ``sample``."""
         times = self._timesteps(sampler, steps)
-        y = self._sample_labels(n, labels)
+        y = cycle_labels(n, labels, self.num_classes, "DDPM", self.device)
         x = torch.randn((n, *self.data_shape), generator=generator, device=self.device)  # x_T
         yield x
         for t, s in zip(times[:-1], times[1:]):
@@ -333,18 +333,6 @@ class DDPM(GenerativeModel):
         if not 1 <= steps <= self.T:
             raise ValueError(f"DDIM steps must be between 1 and T = {self.T}, got {steps}")
         return torch.linspace(self.T, 0, steps + 1, dtype=torch.float64).round().long().tolist()
-
-    def _sample_labels(self, n: int, labels: Sequence[int] | Tensor) -> Tensor | None:
-        labels = torch.as_tensor(labels, dtype=torch.long).view(-1)
-        if not self.num_classes:
-            if len(labels):
-                raise ValueError("labels given to an unconditional DDPM (train with model.conditional = true)")
-            return None
-        if not len(labels):
-            labels = torch.arange(self.num_classes)
-        if labels.min() < 0 or labels.max() >= self.num_classes:
-            raise ValueError(f"labels must be in 0..{self.num_classes - 1}, got {labels.tolist()}")
-        return labels.repeat(math.ceil(n / len(labels)))[:n].to(self.device)  # (n,)
 
     # ------------------------------------------------------------------------- likelihood
     def log_prob(self, x: Tensor, *, y: Tensor | None = None, timesteps: int = 0) -> Tensor:

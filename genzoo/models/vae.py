@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genzoo.errors import ConfigError
-from genzoo.model import Batch, GenerativeModel
+from genzoo.model import Batch, GenerativeModel, cycle_labels
 from genzoo.nn import ConvDecoder, ConvEncoder
 from genzoo.specs import ImageSpec, to_uint8
 
@@ -276,24 +276,12 @@ class VAE(GenerativeModel):
         """
         if pixels not in ("mean", "sample"):
             raise ValueError(f"pixels must be 'mean' or 'sample', got {pixels!r}")
-        y = self._sample_labels(n, labels)
+        y = cycle_labels(n, labels, self.num_classes, "VAE", self.device)
         with torch.no_grad():
             shape = (n, self.latent_dim)
             z = temperature * torch.randn(shape, generator=generator, device=self.device)  # (n, D)
             params = self.decoder_params(z, y)  # (n, P, H, W)
             return self.pixels.mean(params) if pixels == "mean" else self.pixels.sample(params, generator)
-
-    def _sample_labels(self, n: int, labels: Sequence[int] | Tensor) -> Tensor | None:
-        labels = torch.as_tensor(labels, dtype=torch.long).view(-1)
-        if not self.num_classes:
-            if len(labels):
-                raise ValueError("labels given to an unconditional VAE (train with model.conditional = true)")
-            return None
-        if not len(labels):
-            labels = torch.arange(self.num_classes)
-        if labels.min() < 0 or labels.max() >= self.num_classes:
-            raise ValueError(f"labels must be in 0..{self.num_classes - 1}, got {labels.tolist()}")
-        return labels.repeat(math.ceil(n / len(labels)))[:n].to(self.device)  # (n,)
 
     # ------------------------------------------------------------------------- likelihood
     def log_prob(self, x: Tensor, *, y: Tensor | None = None, k: int = 0, chunk: int = 1024) -> Tensor:
