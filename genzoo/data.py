@@ -189,6 +189,12 @@ class Data:
     def test_batches(self, batch_size: int) -> Iterator[Batch]:
         raise NotImplementedError
 
+    samples_to_score = 0  # how many samples the trainer draws at each evaluation for score_samples
+
+    def score_samples(self, x: Tensor) -> dict[str, float]:
+        """Quality numbers of samples that this data set can compute cheaply (the ring's modes)."""
+        return {}
+
 
 class ImageData(Data):
     """Train images and the held-out (test) images, uint8 (N, 1, 28, 28), with int64 labels."""
@@ -228,6 +234,15 @@ class PointData(ImageData):
             yield self.test_images[i:j], self.test_labels[i:j]
 
 
+class Ring8Data(PointData):
+    """The ring of 8 Gaussians, whose samples the trainer scores for mode collapse at each evaluation."""
+
+    samples_to_score = 1000
+
+    def score_samples(self, x: Tensor) -> dict[str, float]:
+        return ring8_quality(x)
+
+
 TOY_SIZES = (8_000, 2_000)  # train and test points
 TOY_SEEDS = (0, 1)  # train and test are independent draws
 
@@ -237,7 +252,26 @@ def ring8(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     mode = torch.randint(0, 8, (n,), generator=generator)
     angle = mode.float() * (2 * torch.pi / 8)
     centres = torch.stack([angle.cos(), angle.sin()], dim=1)  # (n, 2)
-    return centres + 0.05 * torch.randn(n, 2, generator=generator), mode
+    return centres + RING8_STD * torch.randn(n, 2, generator=generator), mode
+
+
+RING8_STD = 0.05
+
+
+def ring8_quality(x: Tensor) -> dict[str, float]:
+    """Mode collapse, measured as VEEGAN (Srivastava et al. 2017) does on this ring.
+
+    A sample is high quality when it lies within 3 standard deviations of its nearest mode's centre;
+    a mode is covered when it holds at least a quarter of an even share (1/32) of the samples as
+    high-quality ones. Returns ``modes`` (0..8) and ``high_quality`` (the share of samples, 0..1).
+    """
+    angle = torch.arange(8, device=x.device) * (2 * torch.pi / 8)
+    centres = torch.stack([angle.cos(), angle.sin()], dim=1)  # (8, 2)
+    distance, mode = torch.cdist(x.float(), centres).min(dim=1)  # (n,), (n,)
+    good = distance < 3 * RING8_STD
+    counts = torch.bincount(mode[good], minlength=8)  # (8,)
+    covered = counts >= len(x) / 32
+    return {"modes": float(covered.sum()), "high_quality": float(good.float().mean())}
 
 
 def moons(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -255,7 +289,7 @@ def _load_toy(name: str) -> PointData:
     train, test = (draw(n, torch.Generator().manual_seed(seed)) for n, seed in zip(TOY_SIZES, TOY_SEEDS))
     spec = PointSpec(name, dim=2, num_classes=8 if name == "ring8" else 2)
     source = f"the 2-D toy set {name}, drawn from a fixed seed ({TOY_SIZES[0]:,} train / {TOY_SIZES[1]:,} test)"
-    return PointData(spec, source, train, test)
+    return (Ring8Data if name == "ring8" else PointData)(spec, source, train, test)
 
 
 class TextData(Data):

@@ -213,6 +213,10 @@ class Trainer:
             metrics = mean_metrics(
                 [model.evaluate((x.to(self.device), y.to(self.device))) for x, y in batches]
             )
+            if self.data.samples_to_score:
+                generator = torch.Generator(self.device).manual_seed(self.tcfg.seed)
+                samples = model.sample(self.data.samples_to_score, generator=generator, **self.cfg.sample)
+                metrics.update(self.data.score_samples(samples))
         return metrics
 
     def _validate(self) -> str:

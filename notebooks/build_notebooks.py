@@ -20,6 +20,7 @@ Conventions every notebook follows (and later families copy):
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
@@ -1391,6 +1392,24 @@ DDPM_CELLS = [
 
 
 NOTEBOOKS = {"vae": VAE_CELLS, "lm": LM_CELLS, "ddpm": DDPM_CELLS}
+CELL_FILES = ("gan", "flow", "ebm")  # later notebooks keep their cells in notebooks/<name>_cells.py
+
+
+def names() -> list[str]:
+    """Every notebook this builder knows: the ones above, then those with a cell file."""
+    return list(NOTEBOOKS) + [name for name in CELL_FILES if (HERE / f"{name}_cells.py").exists()]
+
+
+def cells(name: str) -> list[nbformat.NotebookNode]:
+    """The cell templates of notebook ``name``: from this file, or ``CELLS`` of its cell file."""
+    if name in NOTEBOOKS:
+        return NOTEBOOKS[name]
+    # The cell file imports md, code and setup_cell from this module under its file name.
+    sys.modules.setdefault("build_notebooks", sys.modules[__name__])
+    spec = importlib.util.spec_from_file_location(f"{name}_cells", HERE / f"{name}_cells.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.CELLS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1401,7 +1420,7 @@ def build(name: str) -> nbformat.NotebookNode:
     """The notebook ``name`` without outputs; cell ids are stable so rebuilding changes no ids."""
     nb = nbformat.v4.new_notebook()
     nb.metadata = {"kernelspec": dict(KERNEL), "language_info": {"name": "python"}}
-    for i, cell in enumerate(NOTEBOOKS[name]):
+    for i, cell in enumerate(cells(name)):
         cell = nbformat.from_dict(dict(cell))  # a copy: the cell templates are shared
         cell.id = f"{name}-{i:02d}"
         nb.cells.append(cell)
@@ -1443,13 +1462,13 @@ def leaked_paths(nb: nbformat.NotebookNode) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", default=list(NOTEBOOKS), help=f"which notebooks ({', '.join(NOTEBOOKS)})")
+    parser.add_argument("names", nargs="*", default=names(), help=f"which notebooks ({', '.join(names())})")
     parser.add_argument("--execute", action="store_true", help="run them and save the outputs")
     parser.add_argument("--short", action="store_true", help="run in short mode (GENZOO_SHORT=1), as CI does")
     args = parser.parse_args(argv)
     for name in args.names:
-        if name not in NOTEBOOKS:
-            parser.error(f"unknown notebook {name!r}; valid: {', '.join(NOTEBOOKS)}")
+        if name not in names():
+            parser.error(f"unknown notebook {name!r}; valid: {', '.join(names())}")
         nb, path = build(name), HERE / f"{name}.ipynb"
         if args.execute:
             started = time.perf_counter()

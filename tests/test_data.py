@@ -6,6 +6,7 @@ Tests that need the real data in ../shared/data skip when it is not there.
 
 import gzip
 import io
+import math
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,7 +18,7 @@ import torchvision
 
 from genzoo import data as gdata
 from genzoo.config import DataConfig
-from genzoo.data import ImageStream, TextStream, data_root, describe_datasets, load_data, read_idx
+from genzoo.data import ImageStream, TextStream, data_root, describe_datasets, load_data, read_idx, ring8_quality
 from genzoo.errors import DataError
 from genzoo.specs import from_uint8, to_uint8
 
@@ -324,3 +325,16 @@ def test_point_spec_round_trips_and_draws_a_scatter_plot(tmp_path):
     assert spec_from_dict(spec.to_dict()) == spec
     path = spec.save_samples(torch.randn(100, 2), tmp_path / "points")
     assert path == tmp_path / "points.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ring8_quality_counts_modes_and_high_quality_samples():
+    data = load_data(DataConfig(name="ring8"))
+    within_3_std = 1 - math.exp(-9 / 2)  # a 2-D Gaussian: |x - mu|^2 / std^2 is chi-squared with 2 dof
+    assert data.score_samples(data.test_images) == {"modes": 8.0, "high_quality": pytest.approx(within_3_std, abs=0.008)}
+    one_mode = data.test_images[data.test_labels == 3]  # collapse onto one mode
+    assert ring8_quality(one_mode) == {"modes": 1.0, "high_quality": pytest.approx(within_3_std, abs=0.02)}
+    angle = torch.linspace(0, 2 * torch.pi, 1601)[:-1]  # points spread evenly along the circle
+    even = torch.stack([angle.cos(), angle.sin()], dim=1)
+    # within 3 std = 0.15 of a centre: chord 2 sin(phi / 2) < 0.15, an arc of 4 asin(0.075) per mode
+    assert ring8_quality(even)["high_quality"] == pytest.approx(8 * 2 * 2 * math.asin(0.075) / (2 * math.pi), abs=0.01)
+    assert ring8_quality(2 * even)["modes"] == 0.0  # a ring twice too large: nothing near a mode
