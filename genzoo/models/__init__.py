@@ -2,6 +2,7 @@
 
 from genzoo.model import GenerativeModel
 from genzoo.models.ddpm import DDPM
+from genzoo.models.gan import GAN
 from genzoo.models.transformer import TransformerLM
 from genzoo.models.vae import VAE
 
@@ -9,4 +10,5 @@ FAMILIES: dict[str, type[GenerativeModel]] = {
     TransformerLM.family: TransformerLM,
     VAE.family: VAE,
     DDPM.family: DDPM,
+    GAN.family: GAN,
 }

@@ -1,0 +1,136 @@
+"""Time to quality of the GAN on MNIST: train the default config, then sample quality and sampling cost.
+
+Trains ``configs/gan_mnist.toml`` through the genzoo Trainer (the same path as ``genzoo train``), then
+measures with the EMA generator:
+
+- FID-MNIST, precision, recall, recognizability and class coverage (``genzoo.evaluate``) of
+  ``--quality-n`` samples (labels cycling 0..9, 8-bit) against every test image, without truncation
+  and with the truncation trick at 1.0, next to the floor of as many real training digits;
+- the same for the raw (non-averaged) generator, to show what the EMA buys;
+- sampling time per image, ``--time-n`` images per batch;
+- peak resident memory; one JSON record next to the sample grids.
+
+    GENZOO_DATA=../shared/data flock /tmp/genzoo-cpu.lock python bench/gan_mnist.py \
+        [--set train.max_minutes=...] [--json bench/results/gan_mnist.json]
+    ... python bench/gan_mnist.py --from-run runs/bench-gan_mnist-...   # measure a trained run again
+
+Run it under the shared lock: another job on the same two cores halves the steps that fit in the time
+budget. With the data here the numbers are "MNIST-5k train / full MNIST test".
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from genzoo.checkpoint import load_model
+from genzoo.cli import make_trainer, train_arguments
+from genzoo.data import load_data
+from genzoo.specs import from_uint8, to_uint8
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+def seconds_per_image(model, n: int, repeats: int = 5, **options) -> float:
+    """The best of ``repeats`` timed batches of n (one pass of G: short, so timing noise matters)."""
+    generator = torch.Generator(model.device).manual_seed(0)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        model.sample(n, generator=generator, **options)
+        times.append((time.perf_counter() - started) / n)
+    return min(times)
+
+
+def sample_quality(model, n: int, real: torch.Tensor, spec, evaluator, grid: Path, **options) -> dict:
+    """genzoo.evaluate's metrics of n samples (labels cycling 0..9, 8-bit) against every test image."""
+    from genzoo.evaluate import image_metrics
+
+    generator = torch.Generator(model.device).manual_seed(1)
+    started = time.perf_counter()
+    samples = torch.cat([from_uint8(to_uint8(model.sample(100, generator=generator, **options).cpu()))
+                         for _ in range(n // 100)])
+    seconds = time.perf_counter() - started
+    spec.save_samples(samples[:100], grid)
+    return {"options": options, "sampling_seconds": seconds, **image_metrics(samples, real, evaluator)}
+
+
+def train(args) -> tuple[dict, dict, object]:
+    trainer = make_trainer(args)
+    started = time.perf_counter()
+    run = trainer.fit()
+    info = {"steps": run.step, "train_seconds": trainer.elapsed, "train_wall_seconds": time.perf_counter() - started,
+            "run_dir": str(run.run_dir), "data": trainer.data.source, "sample_options": dict(trainer.cfg.sample)}
+    return {"ema": run.sampler.eval(), "raw": run.model.eval()}, info, trainer.data
+
+
+def main() -> int:
+    parser = train_arguments(str(ROOT / "configs" / "gan_mnist.toml"))
+    parser.description = __doc__.splitlines()[0]
+    parser.add_argument("--from-run", help="measure this trained run instead of training one")
+    parser.add_argument("--time-n", type=int, default=64, help="images per batch for the sampling time")
+    parser.add_argument("--quality-n", type=int, default=1000, help="samples for the quality metrics")
+    parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "gan_mnist.json"))
+    args = parser.parse_args()
+    args.out = args.out or f"runs/bench-gan_mnist-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.from_run:
+        ema, cfg, _ = load_model(args.from_run)
+        models = {"ema": ema, "raw": load_model(args.from_run, use_ema=False)[0]}
+        data = load_data(cfg.data, args.data_root)
+        info = {"run_dir": args.from_run, "data": data.source, "sample_options": dict(cfg.sample)}
+    else:
+        models, info, data = train(args)
+    record = {"benchmark": "gan_mnist", "date": datetime.datetime.now().isoformat(timespec="seconds"),
+              "machine": f"{cpu_name()}, {torch.get_num_threads()} threads", "torch": torch.__version__,
+              "command": " ".join([Path(sys.executable).name] + sys.argv), **info}
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    options = dict(record["sample_options"])
+    record["seconds_per_image"] = {f"batch_{n}": seconds_per_image(models["ema"], n, **options) for n in (args.time_n, 500)}
+    print(f"seconds per image: {record['seconds_per_image']}", flush=True)
+    measure_quality(models, data, args.quality_n, out, record)
+    record["peak_rss_mb"] = peak_rss_mb()
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    best = record["quality"][0]
+    print(f"gan_mnist: FID-MNIST {best['fid']:.2f}, recognizable {best['recognizability']:.3f}, coverage "
+          f"{best['coverage']:.4f} | {record.get('steps', '?')} steps in {record.get('train_seconds', 0):.0f} s | "
+          f"peak RSS {record['peak_rss_mb']:.0f} MB | {out}")
+    return 0
+
+
+def measure_quality(models: dict, data, n: int, out: Path, record: dict) -> None:
+    """Quality of the EMA generator without and with truncation, of the raw generator, and the real-digit floor."""
+    from genzoo.evaluate import load_evaluator, reference_points
+
+    evaluator, real = load_evaluator("mnist"), from_uint8(data.test_images)
+    options = dict(record["sample_options"])
+    record["evaluator"] = {"name": evaluator.name, "accuracy": evaluator.accuracy}
+    record["quality"] = []
+    for which, truncation in (("ema", 0.0), ("ema", 1.0), ("raw", 0.0)):
+        grid = out.with_name(f"{out.stem}_{which}_t{truncation:g}.png")
+        quality = sample_quality(models[which], n, real, data.spec, evaluator, grid, **{**options, "truncation": truncation})
+        record["quality"].append({"weights": which, **quality})
+        print(f"quality: {record['quality'][-1]}", flush=True)
+    record["quality_references"] = reference_points(from_uint8(data.train_images), real, evaluator, n)
+    print(f"references: {record['quality_references']}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
