@@ -2,6 +2,7 @@
 
 from genzoo.model import GenerativeModel
 from genzoo.models.ddpm import DDPM
+from genzoo.models.flow import Flow
 from genzoo.models.gan import GAN
 from genzoo.models.transformer import TransformerLM
 from genzoo.models.vae import VAE
@@ -11,4 +12,5 @@ FAMILIES: dict[str, type[GenerativeModel]] = {
     VAE.family: VAE,
     DDPM.family: DDPM,
     GAN.family: GAN,
+    Flow.family: Flow,
 }

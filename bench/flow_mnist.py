@@ -1,0 +1,142 @@
+"""Time to quality of the normalizing flow on MNIST: train the default config, then test bits/dim and sampling.
+
+Trains ``configs/flow_mnist.toml`` through the genzoo Trainer (the same path as ``genzoo train``), then
+measures with the EMA weights:
+
+- bits/dim on every test image: the dequantization lower bound on log P of the 8-bit image with one
+  draw of u per image (what training optimises), and with ``--iw-samples`` draws combined as
+  importance weights (a tighter bound, see ``Flow.log_prob``);
+- sampling time per image at temperatures 0.7 and 1.0, ``--time-n`` images per batch;
+- FID-MNIST, precision, recall, recognizability and class coverage (``genzoo.evaluate``) of
+  ``--quality-n`` samples at temperatures 0.7 and 1.0 against every test image, with the floor of as
+  many real training digits scored the same way;
+- peak resident memory; one JSON record next to the sample grids.
+
+    GENZOO_DATA=../shared/data flock /tmp/genzoo-cpu.lock python bench/flow_mnist.py \
+        [--set train.max_minutes=...] [--json bench/results/flow_mnist.json]
+    ... python bench/flow_mnist.py --from-run runs/bench-flow_mnist-...   # measure a trained run again
+
+Run it under the shared lock: another job on the same two cores halves the steps that fit in the time
+budget. With the data here the numbers are "MNIST-5k train / full MNIST test".
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from genzoo.checkpoint import load_model
+from genzoo.cli import make_trainer, train_arguments
+from genzoo.data import load_data
+from genzoo.metrics import heldout_nll
+from genzoo.specs import from_uint8, to_uint8
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPERATURES = (0.7, 1.0)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+def train(args) -> tuple[torch.nn.Module, dict, object]:
+    trainer = make_trainer(args)
+    started = time.perf_counter()
+    run = trainer.fit()
+    info = {"steps": run.step, "train_seconds": trainer.elapsed, "train_wall_seconds": time.perf_counter() - started,
+            "run_dir": str(run.run_dir), "data": trainer.data.source, "sample_options": dict(trainer.cfg.sample),
+            "parameters": sum(p.numel() for p in run.sampler.parameters())}
+    return run.sampler.eval(), info, trainer.data
+
+
+def measure_likelihood(model, data, iw_samples: int, record: dict) -> None:
+    record["test_bits_per_dim"] = {}
+    for samples in sorted({1, iw_samples}):
+        torch.manual_seed(0)
+        result = heldout_nll(model, data.test_batches(500), samples=samples)
+        record["test_bits_per_dim"][f"samples_{samples}"] = result
+        print(f"test: {result['bits_per_dim']:.4f} bits/dim with {samples} draw(s) of u per image, "
+              f"{result['examples']} images ({result['seconds']:.0f} s)", flush=True)
+
+
+def measure_timing(model, n: int, record: dict) -> None:
+    record["ms_per_image"] = {}
+    for t in TEMPERATURES:
+        generator = torch.Generator(model.device).manual_seed(0)
+        started = time.perf_counter()
+        model.sample(n, generator=generator, temperature=t)
+        record["ms_per_image"][f"temperature_{t:g}"] = 1000 * (time.perf_counter() - started) / n
+    print(f"sampling ms per image: {record['ms_per_image']}", flush=True)
+
+
+def measure_quality(model, data, n: int, out: Path, record: dict) -> None:
+    """genzoo.evaluate's metrics of n samples (8-bit) at each temperature, and the real-digit floor."""
+    from genzoo.evaluate import image_metrics, load_evaluator, reference_points
+
+    evaluator = load_evaluator("mnist")
+    record["evaluator"] = {"name": evaluator.name, "accuracy": evaluator.accuracy}
+    record["quality"] = []
+    real = from_uint8(data.test_images)
+    for t in TEMPERATURES:
+        generator = torch.Generator(model.device).manual_seed(1)
+        samples = torch.cat([from_uint8(to_uint8(model.sample(500, generator=generator, temperature=t).cpu()))
+                             for _ in range(n // 500)])
+        data.spec.save_samples(samples[:100], out.with_name(f"{out.stem}_t{t:g}.png"))
+        record["quality"].append({"temperature": t, **image_metrics(samples, real, evaluator)})
+        print(f"quality: {record['quality'][-1]}", flush=True)
+    record["quality_references"] = reference_points(from_uint8(data.train_images), real, evaluator, n)
+    print(f"references: {record['quality_references']}", flush=True)
+
+
+def main() -> int:
+    parser = train_arguments(str(ROOT / "configs" / "flow_mnist.toml"))
+    parser.description = __doc__.splitlines()[0]
+    parser.add_argument("--from-run", help="measure this trained run instead of training one")
+    parser.add_argument("--iw-samples", type=int, default=8, help="draws of u per image for the tighter bound")
+    parser.add_argument("--time-n", type=int, default=100, help="images per batch for the sampling times")
+    parser.add_argument("--quality-n", type=int, default=5000, help="samples for the quality metrics")
+    parser.add_argument("--parts", default="likelihood,timing,quality", help="which measurements, comma-separated")
+    parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "flow_mnist.json"))
+    args = parser.parse_args()
+    args.out = args.out or f"runs/bench-flow_mnist-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.from_run:
+        model, cfg, _ = load_model(args.from_run)
+        data = load_data(cfg.data, args.data_root)
+        info = {"run_dir": args.from_run, "data": data.source, "sample_options": dict(cfg.sample)}
+    else:
+        model, info, data = train(args)
+    record = {"benchmark": "flow_mnist", "date": datetime.datetime.now().isoformat(timespec="seconds"),
+              "machine": f"{cpu_name()}, {torch.get_num_threads()} threads", "torch": torch.__version__,
+              "command": " ".join([Path(sys.executable).name] + sys.argv), **info}
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    parts = args.parts.split(",")
+    if "likelihood" in parts:
+        measure_likelihood(model, data, args.iw_samples, record)
+    if "timing" in parts:
+        measure_timing(model, args.time_n, record)
+    if "quality" in parts:
+        measure_quality(model, data, args.quality_n, out, record)
+    record["peak_rss_mb"] = peak_rss_mb()
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    bits = record.get("test_bits_per_dim", {}).get("samples_1", {}).get("bits_per_dim", float("nan"))
+    print(f"flow_mnist: {bits:.4f} bits/dim | {record.get('steps', '?')} steps in "
+          f"{record.get('train_seconds', 0):.0f} s | peak RSS {record['peak_rss_mb']:.0f} MB | {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

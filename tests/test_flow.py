@@ -1,0 +1,301 @@
+"""Normalizing flow: every layer inverts, every log-determinant is the Jacobian's, densities integrate to one."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from genzoo.checkpoint import load_model
+from genzoo.config import DataConfig, load_config
+from genzoo.data import load_data
+from genzoo.errors import ConfigError
+from genzoo.metrics import bits_per_dim
+from genzoo.models.flow import (
+    ActNorm,
+    AffineCoupling,
+    Chain,
+    ChannelCoupling,
+    FactorOut,
+    Flow,
+    FlowConfig,
+    Invert,
+    InvertibleConv1x1,
+    Logit,
+    Squeeze,
+    StandardNormal,
+    UniformDequantization,
+    VariationalDequantization,
+    checkerboard_mask,
+    conv_net,
+    mlp_net,
+)
+from genzoo.specs import ImageSpec, PointSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ImageSpec(name="small", shape=(1, 8, 8), num_classes=0)  # 64 dimensions: a Jacobian in milliseconds
+MNIST = ImageSpec(name="mnist", shape=(1, 28, 28), num_classes=10)
+TINY = dict(checkerboard=2, checkerboard_hidden=8, steps=2, hidden=8, dequant_layers=2, dequant_hidden=8)
+
+
+def perturb(module: nn.Module, std: float = 0.05, seed: int = 0) -> nn.Module:
+    """Move every parameter off its (often identity) initialisation, so a test cannot pass trivially."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(std * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    for m in module.modules():
+        if isinstance(m, ActNorm):
+            m.initialised.fill_(True)
+    return module
+
+
+def small_flow(seed: int = 0, **kw) -> Flow:
+    torch.manual_seed(seed)
+    return perturb(Flow.from_config(FlowConfig(**{**TINY, **kw}), SMALL), seed=seed)
+
+
+def layers_to_check() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
+    """Each layer with the shape of one input; all of them in float64."""
+    torch.manual_seed(0)
+    layers = {
+        "actnorm": (ActNorm(3), (3, 2, 2)),
+        "actnorm_points": (ActNorm(2), (2,)),
+        "conv1x1": (InvertibleConv1x1(4), (4, 2, 2)),
+        "linear_points": (InvertibleConv1x1(2), (2,)),
+        "checkerboard": (AffineCoupling(checkerboard_mask(4, 4, 1), conv_net(1, 8, 2)), (1, 4, 4)),
+        "channel": (ChannelCoupling(4, conv_net(2, 8, 4)), (4, 2, 2)),
+        "channel_swapped": (ChannelCoupling(4, conv_net(2, 8, 4), parity=1), (4, 2, 2)),
+        "points": (ChannelCoupling(2, mlp_net(2, 16, 2), parity=1), (2,)),
+        "squeeze": (Squeeze(), (2, 4, 4)),
+        "unsqueeze": (Invert(Squeeze()), (8, 2, 2)),
+        "factor_out": (FactorOut(Chain([InvertibleConv1x1(2), ActNorm(2)])), (4, 2, 2)),
+        "logit": (Logit(1e-3), (1, 3, 3)),
+    }
+    return {name: (perturb(layer.double(), std=0.3), shape) for name, (layer, shape) in layers.items()}
+
+
+LAYERS = layers_to_check()
+
+
+def inputs(shape: tuple[int, ...], B: int, logit: bool) -> torch.Tensor:
+    x = torch.randn(B, *shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    return torch.sigmoid(x) if logit else x  # the logit takes (0, 1)
+
+
+# -- every layer: inverse and log-determinant ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_layer_inverts(name):
+    layer, shape = LAYERS[name]
+    x = inputs(shape, 5, name == "logit")
+    with torch.no_grad():
+        z, log_det = layer(x)
+        x_back, log_det_back = layer.inverse(z)
+    torch.testing.assert_close(x_back, x, atol=1e-4, rtol=0)
+    torch.testing.assert_close(log_det_back, -log_det, atol=1e-4, rtol=0)
+    assert log_det.shape == (5,)
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_layer_log_det_is_the_jacobians(name):
+    """log |det J| from torch.autograd.functional.jacobian, one example at a time, in float64."""
+    layer, shape = LAYERS[name]
+    x = inputs(shape, 3, name == "logit")
+    _, log_det = layer(x)
+    for b in range(3):
+        J = torch.autograd.functional.jacobian(lambda v: layer(v.view(1, *shape))[0].flatten(), x[b].flatten())
+        torch.testing.assert_close(log_det[b], torch.linalg.slogdet(J)[1], atol=1e-8, rtol=1e-8)
+        z = layer(x[b : b + 1])[0]
+        J_inv = torch.autograd.functional.jacobian(lambda v: layer.inverse(v.view(z.shape))[0].flatten(), z.flatten())
+        torch.testing.assert_close(layer.inverse(z)[1][0], torch.linalg.slogdet(J_inv)[1], atol=1e-8, rtol=1e-8)
+
+
+def test_conv1x1_is_a_rotation_at_init_and_lu_gives_the_weight():
+    conv = InvertibleConv1x1(6)
+    W = conv.weight()
+    torch.testing.assert_close(W @ W.T, torch.eye(6), atol=1e-5, rtol=0)  # Kingma & Dhariwal 2018, sec. 3.2
+    torch.testing.assert_close(conv.log_s.sum(), torch.linalg.slogdet(W)[1], atol=1e-5, rtol=0)
+
+
+def test_coupling_changes_only_the_free_half():
+    coupling = perturb(AffineCoupling(checkerboard_mask(4, 4, 0), conv_net(1, 8, 2)), std=0.3)
+    x = torch.randn(2, 1, 4, 4)
+    z, _ = coupling(x)
+    kept = coupling.mask.bool().expand_as(x)
+    assert torch.equal(z[kept], x[kept]) and not torch.allclose(z[~kept], x[~kept])
+
+
+def test_variational_dequantization_density_is_its_jacobian():
+    """log q(u | k) = log N(eps) - log |det du/deps| for the conditional flow eps -> u, brute force."""
+    torch.manual_seed(0)
+    couplings = [AffineCoupling(checkerboard_mask(4, 4, i % 2), conv_net(2, 8, 2)) for i in range(3)]
+    dequant = perturb(VariationalDequantization(couplings).double(), std=0.3)
+    k = torch.randint(0, 256, (1, 1, 4, 4)).double()
+    eps = torch.randn(1, 1, 4, 4, dtype=torch.float64)
+    u, log_q = dequant.transform(eps, k)
+    assert ((u > 0) & (u < 1)).all()
+    J = torch.autograd.functional.jacobian(lambda e: dequant.transform(e.view(1, 1, 4, 4), k)[0].flatten(), eps.flatten())
+    log_normal = torch.distributions.Normal(0.0, 1.0).log_prob(eps).sum()
+    torch.testing.assert_close(log_q[0], log_normal - torch.linalg.slogdet(J)[1])
+
+
+# -- the whole flow -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dequantization", ["uniform", "variational"])
+def test_whole_flow_inverts_and_its_log_det_is_the_jacobians(dequantization):
+    flow = small_flow(dequantization=dequantization).double()
+    y = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with torch.no_grad():
+        z, log_det = flow(y)
+        y_back, log_det_back = flow.inverse(z)
+    torch.testing.assert_close(y_back, y, atol=1e-4, rtol=0)
+    torch.testing.assert_close(log_det_back, -log_det, atol=1e-4, rtol=0)
+    J = torch.autograd.functional.jacobian(lambda v: flow(v.view(1, 1, 8, 8))[0].flatten(), y[0].flatten())
+    torch.testing.assert_close(log_det[0], torch.linalg.slogdet(J)[1], atol=1e-6, rtol=1e-8)
+
+
+def test_decode_encode_is_exact_on_8_bit_images():
+    flow = small_flow()
+    x = torch.randint(0, 256, (4, 1, 8, 8), generator=torch.Generator().manual_seed(0)).float() / 127.5 - 1
+    torch.testing.assert_close(flow.decode(flow.encode(x)), x)
+
+
+def test_identity_flow_bits_per_dim_is_the_analytic_value():
+    """No layers, N(0, 1) prior, uniform dequantization: per pixel of level k,
+    -E log p = 1/2 log 2 pi + 1/2 E[((k + u)/256)^2] + log 256, E[(k + u)^2] = k^2 + k + 1/3."""
+    flow = Flow(StandardNormal((1, 2, 2)), Chain([]), UniformDequantization())
+    k = torch.tensor([0.0, 17.0, 128.0, 255.0])
+    x = (k / 127.5 - 1).view(1, 1, 2, 2).expand(20_000, 1, 2, 2)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        nll = -flow.log_prob(x)
+    expected = (0.5 * math.log(2 * math.pi) + 0.5 * (k**2 + k + 1 / 3) / 256**2 + math.log(256)).sum().item()
+    standard_error = nll.std().item() / math.sqrt(len(nll))
+    assert nll.mean().item() == pytest.approx(expected, abs=4 * standard_error + 1e-6)
+    assert bits_per_dim(nll.mean().item(), 4) == pytest.approx(expected / (4 * math.log(2)), abs=1e-4)
+    loss, metrics = flow.loss((x, None))
+    assert metrics["loss"] == pytest.approx(expected / (4 * math.log(2)), abs=1e-3)
+
+
+def test_importance_weighted_log_prob_is_tighter_and_agrees_for_uniform_q():
+    flow = small_flow(dequantization="variational")
+    x = torch.randint(0, 256, (2, 1, 8, 8), generator=torch.Generator().manual_seed(3)).float() / 127.5 - 1
+    x = x.repeat(200, 1, 1, 1)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        one, eight = flow.log_prob(x, samples=1), flow.log_prob(x, samples=8)
+    assert one.shape == eight.shape == (400,)
+    assert eight.mean() > one.mean()  # Burda et al. 2016, theorem 1: the bound tightens with samples
+
+
+def test_2d_density_integrates_to_one():
+    flow = train_points("moons", steps=300)
+    grid = torch.linspace(-5, 5, 801)
+    xx, yy = torch.meshgrid(grid, grid, indexing="xy")
+    points = torch.stack([xx.flatten(), yy.flatten()], 1)
+    with torch.no_grad():
+        density = flow.log_prob(points).exp()
+    cell = (grid[1] - grid[0]) ** 2
+    assert density.sum().item() * cell.item() == pytest.approx(1.0, abs=0.02)
+
+
+# -- training -------------------------------------------------------------------------------------
+
+
+def train_points(name: str, steps: int, layers: int = 6) -> Flow:
+    torch.manual_seed(0)
+    data = load_data(DataConfig(name=name))
+    flow = Flow.from_config(FlowConfig(layers=layers, points_hidden=64), data.spec)
+    opt = torch.optim.Adam(flow.parameters(), lr=3e-3)
+    stream = data.train_stream(256, seed=0)
+    for _ in range(steps):
+        loss, _ = flow.loss(next(stream))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return flow.eval()
+
+
+def test_shapes_and_metrics():
+    flow = Flow.from_config(FlowConfig(**TINY), MNIST)
+    x = torch.rand(3, 1, 28, 28) * 2 - 1
+    loss, metrics = flow.loss((x, torch.zeros(3, dtype=torch.long)))
+    assert loss.shape == () and loss.requires_grad
+    assert set(metrics) == {"loss", "log_pz_bits", "log_det_bits", "neg_log_q_bits"}
+    assert metrics["loss"] == pytest.approx(sum(v for k, v in metrics.items() if k != "loss"), rel=1e-5)
+    flow.eval()
+    assert flow.log_prob(x).shape == (3,)
+    for t in (0.5, 1.0):
+        s = flow.sample(5, temperature=t, generator=torch.Generator().manual_seed(0))
+        assert s.shape == (5, 1, 28, 28) and s.min() >= -1 and s.max() <= 1
+        torch.testing.assert_close(((s + 1) * 127.5).round(), (s + 1) * 127.5, atol=1e-4, rtol=0)  # 8-bit levels
+    assert "exact" in flow.latent and flow.likelihood == "exact"
+    points = Flow.from_config(FlowConfig(layers=2), PointSpec("moons", 2, 2))
+    assert points.sample(7).shape == (7, 2) and points.log_prob(torch.randn(7, 2)).shape == (7,)
+
+
+def test_loss_decreases_on_a_fixed_batch():
+    torch.manual_seed(0)
+    flow = Flow.from_config(FlowConfig(**TINY), SMALL)
+    x = torch.full((16, 1, 8, 8), -1.0)
+    x[:, :, 2:6, 3:5] = 1.0  # a bright bar on black, like a stroke of a digit
+    opt = torch.optim.Adam(flow.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss, _ = flow.loss((x, None))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5
+
+
+def test_actnorm_initialises_once_from_data_and_the_flag_survives_a_state_dict_round_trip():
+    norm = ActNorm(3)
+    x = 5 + 3 * torch.randn(500, 3, 4, 4)
+    z, _ = norm(x)  # training mode: data-dependent initialisation
+    torch.testing.assert_close(z.mean((0, 2, 3)), torch.zeros(3), atol=1e-4, rtol=0)
+    torch.testing.assert_close(z.std((0, 2, 3)), torch.ones(3), atol=1e-3, rtol=0)
+    fresh = ActNorm(3)
+    fresh.load_state_dict(norm.state_dict())
+    assert fresh.initialised
+    z_fresh, _ = fresh(torch.randn(10, 3, 4, 4) * 100)  # other data: no second initialisation
+    torch.testing.assert_close(fresh.bias, norm.bias)
+    assert not ActNorm(3).eval()(x)[0].isclose(z).all()  # in eval mode an uninitialised one stays identity
+
+
+def test_configs_load_and_build():
+    cfg = load_config(ROOT / "configs" / "flow_mnist.toml")
+    flow = Flow.from_config(cfg.model, MNIST)
+    assert sum(p.numel() for p in flow.parameters()) < 2_000_000
+    moons = load_config(ROOT / "configs" / "flow_moons.toml")
+    assert isinstance(Flow.from_config(moons.model, PointSpec("moons", 2, 2)).layers[0], ActNorm)
+    with pytest.raises(ConfigError, match="dequantization"):
+        Flow.from_config(FlowConfig(dequantization="gaussian"), MNIST)
+    with pytest.raises(ConfigError, match="scales"):
+        Flow.from_config(FlowConfig(scales=3), MNIST)
+
+
+def test_trainer_end_to_end_and_reload(tmp_path):
+    from genzoo.cli import make_trainer, train_arguments
+
+    config = tmp_path / "moons.toml"
+    config.write_text(
+        'family = "flow"\n[model]\nlayers = 2\npoints_hidden = 16\n[data]\nname = "moons"\nbatch_size = 64\n'
+        "[train]\nmax_steps = 20\neval_every = 10\neval_batches = 2\nsample_every = 20\nn_samples = 50\nema_decay = 0.9\n"
+        "[sample]\ntemperature = 0.8\n"
+    )
+    args = train_arguments().parse_args([str(config), "--out", str(tmp_path / "run")])
+    trainer = make_trainer(args)
+    run = trainer.fit()
+    assert (run.run_dir / "samples" / "step_000020.png").is_file()
+    model, cfg, spec = load_model(run.run_dir)
+    assert all(m.initialised for m in model.modules() if isinstance(m, ActNorm))
+    x = torch.randn(5, 2)
+    torch.testing.assert_close(model.log_prob(x), run.sampler.log_prob(x))  # the loaded model is the saved one
