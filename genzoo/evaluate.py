@@ -206,3 +206,18 @@ def reference_points(train: Tensor, test: Tensor, evaluator: Evaluator, n: int, 
     test_features, _ = evaluator.embed(test)
     references = {"real train images": train[pick], "Gaussian noise": noise, "blank images": blank}
     return {name: feature_metrics(test_features, *evaluator.embed(x)) for name, x in references.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Out-of-distribution detection.
+
+
+def auroc(scores_in: Tensor, scores_out: Tensor) -> float:
+    """Area under the ROC curve of a score meant to be higher for ``scores_out`` (anomalies) than for
+    ``scores_in``: the probability that a random anomaly outscores a random inlier, ties counting
+    one half (the Mann-Whitney U statistic divided by n_in n_out). 0.5 is chance, 1.0 perfect."""
+    inliers = scores_in.detach().flatten().double().sort().values  # (n_in,)
+    outliers = scores_out.detach().flatten().double().to(inliers.device)  # (n_out,)
+    below = torch.searchsorted(inliers, outliers, side="left")  # inliers strictly lower than each anomaly
+    tied = torch.searchsorted(inliers, outliers, side="right") - below
+    return float((below + 0.5 * tied).sum() / (len(inliers) * len(outliers)))

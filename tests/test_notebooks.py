@@ -18,7 +18,7 @@ nbclient = pytest.importorskip("nbclient")
 nbformat = pytest.importorskip("nbformat")
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ["vae", "lm", "ddpm", "gan", "flow"]
+NAMES = ["vae", "lm", "ddpm", "gan", "flow", "ebm"]
 MAX_BYTES = 1_500_000
 
 

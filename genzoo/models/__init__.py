@@ -2,6 +2,7 @@
 
 from genzoo.model import GenerativeModel
 from genzoo.models.ddpm import DDPM
+from genzoo.models.ebm import EBM
 from genzoo.models.flow import Flow
 from genzoo.models.gan import GAN
 from genzoo.models.transformer import TransformerLM
@@ -11,6 +12,7 @@ FAMILIES: dict[str, type[GenerativeModel]] = {
     TransformerLM.family: TransformerLM,
     VAE.family: VAE,
     DDPM.family: DDPM,
+    EBM.family: EBM,
     GAN.family: GAN,
     Flow.family: Flow,
 }
