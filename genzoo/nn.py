@@ -6,15 +6,17 @@ decoder mirrors it from a vector back to an image-shaped tensor with any number 
 (pixel logits, mixture parameters, ...). What the numbers mean is the family's business:
 
 - VAE: ``ConvEncoder`` -> posterior parameters, ``ConvDecoder`` -> likelihood parameters per pixel;
-- GAN: ``nn.Sequential(ConvDecoder(...), nn.Tanh())`` as the generator, ``ConvEncoder(out_dim=1)``
-  as the discriminator (``activation=lambda: nn.LeakyReLU(0.2)`` if wanted);
-- EBM: ``ConvEncoder(out_dim=1)`` as the energy E(x) (SiLU keeps it smooth for Langevin sampling);
-- flow: ``MLP`` or ``ConvEncoder`` as coupling-layer conditioners;
+- EBM: ``ConvEncoder(out_dim=1)`` (images) or ``MLP`` (2-D points) as the energy E(x) (SiLU keeps
+  it smooth for Langevin sampling);
+- flow: ``MLP`` as the coupling conditioner of the 2-D flow (the image flow's conditioners are
+  zero-initialised 3x3-1x1-3x3 convolutions in ``flow.py``);
+- GAN: ``MLP`` generator and discriminator for 2-D points; the image networks are DCGAN's and live in
+  ``gan.py``, as they need batch norm in G and a features/head split in D for the projection;
 - DDPM: ``UNet`` (images) or ``TimeMLP`` (2-D points) as the noise predictor eps(x_t, t, y).
 
 Each resolution has one 3x3 convolution and one stride-2 (transposed) convolution, with SiLU
 activations and no normalisation layer: batch statistics would make a likelihood depend on the
-other images in the batch. Families that need spectral norm (a GAN critic) wrap the layers.
+other images in the batch.
 """
 
 from __future__ import annotations
