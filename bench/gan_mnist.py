@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -33,19 +32,9 @@ from genzoo.checkpoint import load_model
 from genzoo.cli import make_trainer, train_arguments
 from genzoo.data import load_data
 from genzoo.specs import from_uint8, to_uint8
+from record import cpu_name, peak_rss_mb  # bench/record.py
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def seconds_per_image(model, n: int, repeats: int = 5, **options) -> float:

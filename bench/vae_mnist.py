@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import platform
-import resource
 import sys
 import time
 from pathlib import Path
@@ -27,22 +25,9 @@ import torch
 
 from genzoo.cli import make_trainer, train_arguments
 from genzoo.metrics import heldout_nll
+from record import cpu_name, peak_rss_mb  # bench/record.py
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def evaluate(model: torch.nn.Module, data, k: int, batch_size: int) -> dict[str, float]:
