@@ -8,7 +8,7 @@ Z sums over all 784-pixel images, so it cannot be computed and log p(x) is known
 constant log Z: the family has no likelihood (``likelihood = "none"``) and ``log_prob`` is not defined.
 Its gradient needs no Z, only samples from the model itself (the "negative" samples x-):
 
-    grad log p(x+) = -grad E(x+) + E_{x- ~ p}[grad E(x-)]                          (Hinton 2002)     
+    grad log p(x+) = -grad E(x+) + E_{x- ~ p}[grad E(x-)]                          (Hinton 2002)
 
 so training lowers the energy of data and raises the energy of the model's own samples:
 
