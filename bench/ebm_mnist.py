@@ -30,44 +30,14 @@ from pathlib import Path
 import torch
 
 from genzoo.checkpoint import load_model
-from genzoo.cli import make_trainer, train_arguments
+from genzoo.cli import train_arguments
 from genzoo.config import DataConfig
 from genzoo.data import load_data
 from genzoo.models.ebm import ood_auroc
-from genzoo.specs import from_uint8, to_uint8
-from record import cpu_name, peak_rss_mb  # bench/record.py
+from genzoo.specs import from_uint8
+from harness import cpu_name, peak_rss_mb, sample_quality, seconds_per_image, train  # bench/harness.py
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def seconds_per_image(model, n: int, **options) -> float:
-    generator = torch.Generator(model.device).manual_seed(0)
-    started = time.perf_counter()
-    model.sample(n, generator=generator, **options)
-    return (time.perf_counter() - started) / n
-
-
-def sample_quality(model, n: int, data, evaluator, grid: Path, **options) -> dict:
-    """genzoo.evaluate's metrics of n samples (8-bit) against every test image."""
-    from genzoo.evaluate import image_metrics
-
-    generator = torch.Generator(model.device).manual_seed(1)
-    started = time.perf_counter()
-    samples = torch.cat([from_uint8(to_uint8(model.sample(500, generator=generator, **options).cpu()))
-                         for _ in range(n // 500)])
-    seconds = time.perf_counter() - started
-    data.spec.save_samples(samples[:100], grid)
-    real = from_uint8(data.test_images)
-    return {"options": options, "sampling_seconds": seconds, **image_metrics(samples, real, evaluator)}
-
-
-def train(args) -> tuple[torch.nn.Module, dict, object]:
-    trainer = make_trainer(args)
-    started = time.perf_counter()
-    run = trainer.fit()
-    info = {"steps": run.step, "train_seconds": trainer.elapsed, "train_wall_seconds": time.perf_counter() - started,
-            "run_dir": str(run.run_dir), "data": trainer.data.source, "sample_options": dict(trainer.cfg.sample)}
-    return run.sampler.eval(), info, trainer.data
 
 
 def main() -> int:
@@ -86,7 +56,8 @@ def main() -> int:
         data = load_data(cfg.data, args.data_root)
         info = {"run_dir": args.from_run, "data": data.source, "sample_options": dict(cfg.sample)}
     else:
-        model, info, data = train(args)
+        run, info, data = train(args)
+        model = run.sampler.eval()
     record = {"benchmark": "ebm_mnist", "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "machine": f"{cpu_name()}, {torch.get_num_threads()} threads", "torch": torch.__version__,
               "command": " ".join([Path(sys.executable).name] + sys.argv), **info}
@@ -119,7 +90,7 @@ def measure_quality(model, data, n: int, out: Path, settings: dict, record: dict
     record["quality"] = {}
     for name, options in settings.items():
         grid = out.with_name(f"{out.stem}_{name}.png")
-        record["quality"][name] = sample_quality(model, n, data, evaluator, grid, **options)
+        record["quality"][name] = sample_quality(model, n, data, evaluator, grid, batch_size=500, **options)
         print(f"quality ({name}): {record['quality'][name]}", flush=True)
     real = from_uint8(data.test_images)
     record["quality_references"] = reference_points(from_uint8(data.train_images), real, evaluator, n)

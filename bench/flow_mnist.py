@@ -31,24 +31,14 @@ from pathlib import Path
 import torch
 
 from genzoo.checkpoint import load_model
-from genzoo.cli import make_trainer, train_arguments
+from genzoo.cli import train_arguments
 from genzoo.data import load_data
 from genzoo.metrics import heldout_nll
-from genzoo.specs import from_uint8, to_uint8
-from record import cpu_name, peak_rss_mb  # bench/record.py
+from genzoo.specs import from_uint8
+from harness import cpu_name, peak_rss_mb, sample_quality, seconds_per_image, train  # bench/harness.py
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPERATURES = (0.7, 1.0)
-
-
-def train(args) -> tuple[torch.nn.Module, dict, object]:
-    trainer = make_trainer(args)
-    started = time.perf_counter()
-    run = trainer.fit()
-    info = {"steps": run.step, "train_seconds": trainer.elapsed, "train_wall_seconds": time.perf_counter() - started,
-            "run_dir": str(run.run_dir), "data": trainer.data.source, "sample_options": dict(trainer.cfg.sample),
-            "parameters": sum(p.numel() for p in run.sampler.parameters())}
-    return run.sampler.eval(), info, trainer.data
 
 
 def measure_likelihood(model, data, iw_samples: int, record: dict) -> None:
@@ -63,31 +53,22 @@ def measure_likelihood(model, data, iw_samples: int, record: dict) -> None:
 
 
 def measure_timing(model, n: int, record: dict) -> None:
-    record["ms_per_image"] = {}
-    for t in TEMPERATURES:
-        generator = torch.Generator(model.device).manual_seed(0)
-        started = time.perf_counter()
-        model.sample(n, generator=generator, temperature=t)
-        record["ms_per_image"][f"temperature_{t:g}"] = 1000 * (time.perf_counter() - started) / n
+    record["ms_per_image"] = {f"temperature_{t:g}": 1000 * seconds_per_image(model, n, temperature=t) for t in TEMPERATURES}
     print(f"sampling ms per image: {record['ms_per_image']}", flush=True)
 
 
 def measure_quality(model, data, n: int, out: Path, record: dict) -> None:
     """genzoo.evaluate's metrics of n samples (8-bit) at each temperature, and the real-digit floor."""
-    from genzoo.evaluate import image_metrics, load_evaluator, reference_points
+    from genzoo.evaluate import load_evaluator, reference_points
 
     evaluator = load_evaluator("mnist")
     record["evaluator"] = {"name": evaluator.name, "accuracy": evaluator.accuracy}
     record["quality"] = []
-    real = from_uint8(data.test_images)
     for t in TEMPERATURES:
-        generator = torch.Generator(model.device).manual_seed(1)
-        samples = torch.cat([from_uint8(to_uint8(model.sample(500, generator=generator, temperature=t).cpu()))
-                             for _ in range(n // 500)])
-        data.spec.save_samples(samples[:100], out.with_name(f"{out.stem}_t{t:g}.png"))
-        record["quality"].append({"temperature": t, **image_metrics(samples, real, evaluator)})
+        grid = out.with_name(f"{out.stem}_t{t:g}.png")
+        record["quality"].append(sample_quality(model, n, data, evaluator, grid, batch_size=500, temperature=t))
         print(f"quality: {record['quality'][-1]}", flush=True)
-    record["quality_references"] = reference_points(from_uint8(data.train_images), real, evaluator, n)
+    record["quality_references"] = reference_points(from_uint8(data.train_images), data.test_images, evaluator, n)
     print(f"references: {record['quality_references']}", flush=True)
 
 
@@ -107,7 +88,8 @@ def main() -> int:
         data = load_data(cfg.data, args.data_root)
         info = {"run_dir": args.from_run, "data": data.source, "sample_options": dict(cfg.sample)}
     else:
-        model, info, data = train(args)
+        run, info, data = train(args)
+        model = run.sampler.eval()
     record = {"benchmark": "flow_mnist", "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "machine": f"{cpu_name()}, {torch.get_num_threads()} threads", "torch": torch.__version__,
               "command": " ".join([Path(sys.executable).name] + sys.argv), **info}

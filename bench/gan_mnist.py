@@ -29,45 +29,12 @@ from pathlib import Path
 import torch
 
 from genzoo.checkpoint import load_model
-from genzoo.cli import make_trainer, train_arguments
+from genzoo.cli import train_arguments
 from genzoo.data import load_data
-from genzoo.specs import from_uint8, to_uint8
-from record import cpu_name, peak_rss_mb  # bench/record.py
+from genzoo.specs import from_uint8
+from harness import cpu_name, peak_rss_mb, sample_quality, seconds_per_image, train  # bench/harness.py
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def seconds_per_image(model, n: int, repeats: int = 5, **options) -> float:
-    """The best of ``repeats`` timed batches of n (one pass of G: short, so timing noise matters)."""
-    generator = torch.Generator(model.device).manual_seed(0)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        model.sample(n, generator=generator, **options)
-        times.append((time.perf_counter() - started) / n)
-    return min(times)
-
-
-def sample_quality(model, n: int, real: torch.Tensor, spec, evaluator, grid: Path, **options) -> dict:
-    """genzoo.evaluate's metrics of n samples (labels cycling 0..9, 8-bit) against every test image."""
-    from genzoo.evaluate import image_metrics
-
-    generator = torch.Generator(model.device).manual_seed(1)
-    started = time.perf_counter()
-    samples = torch.cat([from_uint8(to_uint8(model.sample(100, generator=generator, **options).cpu()))
-                         for _ in range(n // 100)])
-    seconds = time.perf_counter() - started
-    spec.save_samples(samples[:100], grid)
-    return {"options": options, "sampling_seconds": seconds, **image_metrics(samples, real, evaluator)}
-
-
-def train(args) -> tuple[dict, dict, object]:
-    trainer = make_trainer(args)
-    started = time.perf_counter()
-    run = trainer.fit()
-    info = {"steps": run.step, "train_seconds": trainer.elapsed, "train_wall_seconds": time.perf_counter() - started,
-            "run_dir": str(run.run_dir), "data": trainer.data.source, "sample_options": dict(trainer.cfg.sample)}
-    return {"ema": run.sampler.eval(), "raw": run.model.eval()}, info, trainer.data
 
 
 def main() -> int:
@@ -85,14 +52,15 @@ def main() -> int:
         data = load_data(cfg.data, args.data_root)
         info = {"run_dir": args.from_run, "data": data.source, "sample_options": dict(cfg.sample)}
     else:
-        models, info, data = train(args)
+        run, info, data = train(args)
+        models = {"ema": run.sampler.eval(), "raw": run.model.eval()}
     record = {"benchmark": "gan_mnist", "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "machine": f"{cpu_name()}, {torch.get_num_threads()} threads", "torch": torch.__version__,
               "command": " ".join([Path(sys.executable).name] + sys.argv), **info}
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     options = dict(record["sample_options"])
-    record["seconds_per_image"] = {f"batch_{n}": seconds_per_image(models["ema"], n, **options) for n in (args.time_n, 500)}
+    record["seconds_per_image"] = {f"batch_{n}": seconds_per_image(models["ema"], n, repeats=5, **options) for n in (args.time_n, 500)}
     print(f"seconds per image: {record['seconds_per_image']}", flush=True)
     measure_quality(models, data, args.quality_n, out, record)
     record["peak_rss_mb"] = peak_rss_mb()
@@ -108,16 +76,16 @@ def measure_quality(models: dict, data, n: int, out: Path, record: dict) -> None
     """Quality of the EMA generator without and with truncation, of the raw generator, and the real-digit floor."""
     from genzoo.evaluate import load_evaluator, reference_points
 
-    evaluator, real = load_evaluator("mnist"), from_uint8(data.test_images)
+    evaluator = load_evaluator("mnist")
     options = dict(record["sample_options"])
     record["evaluator"] = {"name": evaluator.name, "accuracy": evaluator.accuracy}
     record["quality"] = []
     for which, truncation in (("ema", 0.0), ("ema", 1.0), ("raw", 0.0)):
         grid = out.with_name(f"{out.stem}_{which}_t{truncation:g}.png")
-        quality = sample_quality(models[which], n, real, data.spec, evaluator, grid, **{**options, "truncation": truncation})
+        quality = sample_quality(models[which], n, data, evaluator, grid, **{**options, "truncation": truncation})
         record["quality"].append({"weights": which, **quality})
         print(f"quality: {record['quality'][-1]}", flush=True)
-    record["quality_references"] = reference_points(from_uint8(data.train_images), real, evaluator, n)
+    record["quality_references"] = reference_points(from_uint8(data.train_images), data.test_images, evaluator, n)
     print(f"references: {record['quality_references']}", flush=True)
 
 
