@@ -17,17 +17,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torchvision.utils import save_image
 
 from genzoo.cli import make_trainer, train_arguments
+from genzoo.plots import save_grid
 from genzoo.report import evaluate_run, headline
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ddpm_mnist.toml"
 GUIDANCE = (0.0, 0.5, 1.0, 2.0, 4.0)
-
-
-def save_grid(x: torch.Tensor, path: Path, nrow: int) -> None:
-    save_image(x.detach().cpu().clamp(-1, 1), path, nrow=nrow, padding=1, normalize=True, value_range=(-1, 1))
 
 
 def denoising_strip(model, options: dict, frames: int = 10) -> torch.Tensor:

@@ -19,21 +19,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torchvision.utils import save_image
 
 from genzoo.cli import make_trainer, train_arguments
 from genzoo.config import DataConfig
 from genzoo.data import load_data, ring8_quality
 from genzoo.errors import DataError
 from genzoo.models.ebm import EBM, energy_scores, ood_auroc
+from genzoo.plots import save_grid
 from genzoo.report import evaluate_run, headline
 from genzoo.specs import PointSpec, from_uint8
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ebm_mnist.toml"
-
-
-def save_grid(x: torch.Tensor, path: Path, nrow: int) -> None:
-    save_image(x.detach().cpu().clamp(-1, 1), path, nrow=nrow, padding=1, normalize=True, value_range=(-1, 1))
 
 
 def sgld_strip(model: EBM, steps: int, frames: int = 10, chains: int = 10) -> torch.Tensor:

@@ -19,10 +19,9 @@ from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
-from torchvision.utils import save_image
 
 from genzoo.cli import make_trainer, train_arguments
-from genzoo.plots import read_metrics
+from genzoo.plots import plot_metrics, save_grid
 from genzoo.report import evaluate_run, headline
 from genzoo.specs import PointSpec
 
@@ -58,24 +57,6 @@ def density_figure(model, data, path: Path, lim: float = 1.6, cells: int = 200) 
     return path
 
 
-def bits_figure(run_dir: Path, path: Path) -> Path:
-    """Train and validation bits/dim (the loss) against step."""
-    records = read_metrics(run_dir / "metrics.jsonl")
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    for split, style in (("train", "-"), ("val", "o-")):
-        points = [(r["step"], r["loss"]) for r in records if r["split"] == split]
-        if points:
-            ax.plot(*zip(*points), style, label=split, markersize=3)
-    ax.set_xlabel("step")
-    ax.set_ylabel("bits/dim")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return path
-
-
 def main() -> None:
     parser = train_arguments(str(CONFIG))
     parser.add_argument("--eval-samples", type=int, default=5_000, help="samples scored by the evaluator")
@@ -89,9 +70,9 @@ def main() -> None:
         figure = density_figure(model, trainer.data, out / "density.png").name
     else:
         x = temperature_grid(model)
-        save_image(x.cpu(), out / "temperatures.png", nrow=10, padding=1, normalize=True, value_range=(-1, 1))
+        save_grid(x, out / "temperatures.png", nrow=10)
         figure = "temperatures.png"
-    bits_figure(out, out / "bits_per_dim.png")
+    plot_metrics(out / "metrics.jsonl", out / "bits_per_dim.png", label="bits/dim (the loss)")
     report = evaluate_run(out, args.eval_samples, data_root=args.data_root)
     print(headline(report))
     print(f"figures: {out}/{figure}, bits_per_dim.png, samples/; numbers: {out}/eval.json")

@@ -21,19 +21,14 @@ from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
-from torchvision.utils import save_image
 
 from genzoo.cli import make_trainer, train_arguments
 from genzoo.data import ring8_quality
-from genzoo.plots import read_metrics
+from genzoo.plots import read_metrics, save_grid
 from genzoo.report import evaluate_run, headline
 from genzoo.specs import ImageSpec
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "gan_mnist.toml"
-
-
-def save_grid(x: torch.Tensor, path: Path, nrow: int) -> None:
-    save_image(x.detach().cpu().clamp(-1, 1), path, nrow=nrow, padding=1, normalize=True, value_range=(-1, 1))
 
 
 def loss_curves(metrics_path: Path, path: Path) -> Path:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torchvision.utils import save_image
 
 from genzoo.cli import make_trainer, train_arguments
+from genzoo.plots import save_grid
 from genzoo.report import evaluate_run, headline
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "vae_mnist.toml"
@@ -48,8 +48,8 @@ def main() -> None:
     model, data, out = run.sampler.eval(), trainer.data, run.run_dir
     x, _ = next(data.test_batches(32))
     x = x.to(model.device)
-    save_image(reconstructions(model, x), out / "reconstructions.png", nrow=8, normalize=True, value_range=(-1, 1))
-    save_image(interpolations(model, x[:16]), out / "interpolation.png", nrow=10, normalize=True, value_range=(-1, 1))
+    save_grid(reconstructions(model, x), out / "reconstructions.png", nrow=8)
+    save_grid(interpolations(model, x[:16]), out / "interpolation.png", nrow=10)
     report = evaluate_run(out, args.eval_samples, log_prob_options={"k": args.eval_k}, data_root=args.data_root)
     print(headline(report))
     print(f"figures: {out}/samples, reconstructions.png, interpolation.png, loss.png; numbers: {out}/eval.json")
