@@ -3,7 +3,7 @@
     python bench/build_evaluator.py --data-root ../shared/data                   # MNIST, 40 epochs
     python bench/build_evaluator.py --dataset fashion_mnist --epochs 15 --data-root ../shared/data
 
-MNIST: ``genzoo.evaluate.EvaluatorNet`` is trained on the 4,500-digit training split of the MNIST
+MNIST: ``genzoo.evaluator.EvaluatorNet`` is trained on the 4,500-digit training split of the MNIST
 sample genzoo ships (so anyone can rebuild it offline), then its accuracy is measured on the 500 digits
 that sample holds out and, when ``--data-root`` holds it, on the full 10,000-digit MNIST test set.
 FashionMNIST: trained on its 60,000 training images, measured on its 10,000 test images. Training
@@ -27,7 +27,7 @@ from torch import Tensor
 
 from genzoo.config import DataConfig
 from genzoo.data import shipped_mnist, load_data
-from genzoo.evaluate import EVALUATOR_FORMAT, EVALUATOR_VERSION, EvaluatorNet, evaluator_path
+from genzoo.evaluator import EVALUATOR_FORMAT, EVALUATOR_VERSION, EvaluatorNet, evaluator_path
 from genzoo.specs import from_uint8
 
 

@@ -8,7 +8,7 @@ measures with the EMA weights:
   unconditional model log p(x) (the "no label" class), comparable with other families;
 - sampling time per image for 1,000-step ancestral sampling and 50- and 20-step DDIM, ``--time-n``
   images per batch, with the config's guidance;
-- FID-MNIST, precision, recall, recognizability and class coverage (``genzoo.evaluate``) of
+- FID-MNIST, precision, recall, recognizability and class coverage (``genzoo.metrics``) of
   ``--quality-n`` samples (labels cycling 0..9) for DDIM-50 and DDIM-20, at guidance 0 and the config's,
   against every test image, with the floor of as many real training digits scored the same way;
 - peak resident memory; one JSON record next to the sample grids.
@@ -36,7 +36,8 @@ from genzoo.cli import train_arguments
 from genzoo.data import load_data
 from genzoo.metrics import heldout_nll
 from genzoo.specs import from_uint8
-from harness import cpu_name, peak_rss_mb, sample_quality, seconds_per_image, train  # bench/harness.py
+from genzoo.runtime import cpu_name, peak_rss_mb
+from harness import sample_quality, seconds_per_image, train  # bench/harness.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,7 +102,8 @@ def measure_timing(model, n: int, record: dict) -> None:
 
 def measure_quality(model, data, n: int, out: Path, record: dict) -> None:
     """Quality of DDIM-50 and DDIM-20 samples at guidance 0 and the config's, and the real-digit floor."""
-    from genzoo.evaluate import load_evaluator, reference_points
+    from genzoo.evaluator import load_evaluator
+    from genzoo.metrics import reference_points
 
     evaluator = load_evaluator("mnist")
     options = dict(record["sample_options"])

@@ -3,7 +3,7 @@
 Trains ``configs/ebm_mnist.toml`` through the genzoo Trainer (the same path as ``genzoo train``), then
 measures the trained model (no EMA: the config turns it off):
 
-- FID-MNIST, precision, recall, recognizability and class coverage (``genzoo.evaluate``) of
+- FID-MNIST, precision, recall, recognizability and class coverage (``genzoo.metrics``) of
   ``--quality-n`` samples, quantised to 8 bits, against every test image: chains continued from the
   replay buffer (the config's [sample] options) and chains from uniform noise (``--noise-steps``
   SGLD steps), with the floor of as many real training digits scored the same way;
@@ -35,7 +35,8 @@ from genzoo.config import DataConfig
 from genzoo.data import load_data
 from genzoo.models.ebm import ood_auroc
 from genzoo.specs import from_uint8
-from harness import cpu_name, peak_rss_mb, sample_quality, seconds_per_image, train  # bench/harness.py
+from genzoo.runtime import cpu_name, peak_rss_mb
+from harness import sample_quality, seconds_per_image, train  # bench/harness.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,7 +84,8 @@ def main() -> int:
 
 
 def measure_quality(model, data, n: int, out: Path, settings: dict, record: dict) -> None:
-    from genzoo.evaluate import load_evaluator, reference_points
+    from genzoo.evaluator import load_evaluator
+    from genzoo.metrics import reference_points
 
     evaluator = load_evaluator("mnist")
     record["evaluator"] = {"name": evaluator.name, "accuracy": evaluator.accuracy}

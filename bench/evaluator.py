@@ -20,8 +20,9 @@ import torch
 
 from genzoo.config import DataConfig
 from genzoo.data import load_data
-from genzoo.evaluate import image_metrics, load_evaluator, reference_points
-from genzoo.report import machine
+from genzoo.evaluator import load_evaluator
+from genzoo.metrics import image_metrics, reference_points
+from genzoo.runtime import machine
 from genzoo.specs import from_uint8
 
 

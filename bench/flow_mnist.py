@@ -7,7 +7,7 @@ measures with the EMA weights:
   draw of u per image (what training optimises), and with ``--iw-samples`` draws combined as
   importance weights (a tighter bound, see ``Flow.log_prob``);
 - sampling time per image at temperatures 0.7 and 1.0, ``--time-n`` images per batch;
-- FID-MNIST, precision, recall, recognizability and class coverage (``genzoo.evaluate``) of
+- FID-MNIST, precision, recall, recognizability and class coverage (``genzoo.metrics``) of
   ``--quality-n`` samples at temperatures 0.7 and 1.0 against every test image, with the floor of as
   many real training digits scored the same way;
 - peak resident memory; one JSON record next to the sample grids.
@@ -35,7 +35,8 @@ from genzoo.cli import train_arguments
 from genzoo.data import load_data
 from genzoo.metrics import heldout_nll
 from genzoo.specs import from_uint8
-from harness import cpu_name, peak_rss_mb, sample_quality, seconds_per_image, train  # bench/harness.py
+from genzoo.runtime import cpu_name, peak_rss_mb
+from harness import sample_quality, seconds_per_image, train  # bench/harness.py
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPERATURES = (0.7, 1.0)
@@ -58,8 +59,9 @@ def measure_timing(model, n: int, record: dict) -> None:
 
 
 def measure_quality(model, data, n: int, out: Path, record: dict) -> None:
-    """genzoo.evaluate's metrics of n samples (8-bit) at each temperature, and the real-digit floor."""
-    from genzoo.evaluate import load_evaluator, reference_points
+    """genzoo.metrics' of n samples (8-bit) at each temperature, and the real-digit floor."""
+    from genzoo.evaluator import load_evaluator
+    from genzoo.metrics import reference_points
 
     evaluator = load_evaluator("mnist")
     record["evaluator"] = {"name": evaluator.name, "accuracy": evaluator.accuracy}

@@ -3,7 +3,7 @@
 Trains ``configs/gan_mnist.toml`` through the genzoo Trainer (the same path as ``genzoo train``), then
 measures with the EMA generator:
 
-- FID-MNIST, precision, recall, recognizability and class coverage (``genzoo.evaluate``) of
+- FID-MNIST, precision, recall, recognizability and class coverage (``genzoo.metrics``) of
   ``--quality-n`` samples (labels cycling 0..9, 8-bit) against every test image, without truncation
   and with the truncation trick at 1.0, next to the floor of as many real training digits;
 - the same for the raw (non-averaged) generator, to show what the EMA buys;
@@ -32,7 +32,8 @@ from genzoo.checkpoint import load_model
 from genzoo.cli import train_arguments
 from genzoo.data import load_data
 from genzoo.specs import from_uint8
-from harness import cpu_name, peak_rss_mb, sample_quality, seconds_per_image, train  # bench/harness.py
+from genzoo.runtime import cpu_name, peak_rss_mb
+from harness import sample_quality, seconds_per_image, train  # bench/harness.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +75,8 @@ def main() -> int:
 
 def measure_quality(models: dict, data, n: int, out: Path, record: dict) -> None:
     """Quality of the EMA generator without and with truncation, of the raw generator, and the real-digit floor."""
-    from genzoo.evaluate import load_evaluator, reference_points
+    from genzoo.evaluator import load_evaluator
+    from genzoo.metrics import reference_points
 
     evaluator = load_evaluator("mnist")
     options = dict(record["sample_options"])

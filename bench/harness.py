@@ -1,5 +1,5 @@
-"""What the image benchmarks do the same way: train a config, time sampling, score samples, and
-say which machine and how much memory.
+"""What the image benchmarks do the same way: train a config, time sampling, score samples
+(the machine and peak memory come from ``genzoo.runtime``).
 
 The benchmarks import it by name (``from harness import ...``): ``python bench/<name>.py`` puts
 ``bench/`` first on the import path.
@@ -7,8 +7,6 @@ The benchmarks import it by name (``from harness import ...``): ``python bench/<
 
 from __future__ import annotations
 
-import platform
-import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -17,22 +15,6 @@ import torch
 
 from genzoo.cli import make_trainer
 from genzoo.specs import from_uint8, to_uint8
-
-
-def peak_rss_mb() -> float:
-    """The largest resident set of this process so far, in MB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo, or what ``platform`` knows where there is none."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def train(args: Any) -> tuple[Any, dict, Any]:
@@ -60,9 +42,9 @@ def seconds_per_image(model: Any, n: int, repeats: int = 1, **options: Any) -> f
 
 def sample_quality(model: Any, n: int, data: Any, evaluator: Any, grid: Path, batch_size: int = 100,
                    **options: Any) -> dict:
-    """genzoo.evaluate's metrics of n samples (quantised to 8 bits) against every test image; the first
+    """genzoo.metrics' of n samples (quantised to 8 bits) against every test image; the first
     100 samples are drawn to ``grid``."""
-    from genzoo.evaluate import image_metrics
+    from genzoo.metrics import image_metrics
 
     generator = torch.Generator(model.device).manual_seed(1)
     started = time.perf_counter()

@@ -25,7 +25,7 @@ import torch
 
 from genzoo.cli import make_trainer, train_arguments
 from genzoo.metrics import heldout_nll
-from harness import cpu_name, peak_rss_mb  # bench/harness.py
+from genzoo.runtime import cpu_name, peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -27,7 +27,8 @@ import torch
 from genzoo.checkpoint import build_model, load_model
 from genzoo.config import check_options, load_config, parse_override
 from genzoo.errors import ConfigError, GenzooError
-from genzoo.trainer import Trainer, pick_device
+from genzoo.runtime import pick_device
+from genzoo.trainer import Trainer
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # The config `genzoo compare --train` trains for each family: the one its recipe in train/ uses.

@@ -12,8 +12,6 @@ from __future__ import annotations
 import datetime
 import json
 import math
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -25,18 +23,12 @@ from genzoo.checkpoint import load_model
 from genzoo.config import check_options
 from genzoo.data import Data, ImageData, load_data
 from genzoo.errors import CheckpointError
-from genzoo.evaluate import evaluator_path, image_metrics, load_evaluator, reference_points
-from genzoo.metrics import heldout_nll
+from genzoo.evaluator import evaluator_path, load_evaluator
+from genzoo.metrics import heldout_nll, image_metrics, mean_metrics, reference_points
 from genzoo.model import GenerativeModel
 from genzoo.plots import read_metrics
+from genzoo.runtime import machine, peak_memory_mb, pick_device
 from genzoo.specs import TextSpec, from_uint8, to_uint8
-from genzoo.trainer import mean_metrics, peak_memory_mb, pick_device
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return f"{platform.system()} {cpu}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads{gpu}"
 
 
 def evaluate_run(

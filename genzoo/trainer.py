@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,19 +24,10 @@ from tqdm.auto import tqdm
 
 from genzoo.checkpoint import load_checkpoint, save_checkpoint
 from genzoo.config import Config, TrainConfig, config_to_dict, to_toml
+from genzoo.metrics import mean_metrics
 from genzoo.model import GenerativeModel, OptimConfig
 from genzoo.plots import plot_metrics
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple's MPS, then the CPU."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+from genzoo.runtime import peak_memory_mb, pick_device
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> LambdaLR:
@@ -246,23 +236,6 @@ class Trainer:
             record["lr"] = next(iter(self.schedulers.values())).get_last_lr()[0]
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak memory of this process so far: CUDA memory allocated on a GPU, resident set size on a CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        import resource  # Unix only
-    except ImportError:
-        return float("nan")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
-
-
-def mean_metrics(records: list[dict[str, float]]) -> dict[str, float]:
-    keys = records[0].keys() if records else []
-    return {k: sum(r[k] for r in records) / len(records) for k in keys}
 
 
 def compile_networks(model: torch.nn.Module) -> None:

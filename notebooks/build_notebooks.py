@@ -1277,7 +1277,7 @@ DDPM_CELLS = [
         ### Steps against quality and time
 
         Each step is one pass of the U-Net, so time is proportional to the number of steps. Quality is
-        measured with genzoo's evaluator (a small MNIST classifier, `genzoo/evaluate.py`):
+        measured with genzoo's evaluator (a small MNIST classifier, `genzoo/evaluator.py`):
         *recognizability* is the share of samples it classifies with confidence at least 0.9 (here of
         only 50 samples per sampler, so differences of a few hundredths are noise).
         """
@@ -1285,7 +1285,8 @@ DDPM_CELLS = [
     code(
         """
         try:
-            from genzoo.evaluate import image_metrics, load_evaluator
+            from genzoo.evaluator import load_evaluator
+            from genzoo.metrics import image_metrics
             evaluator, real = load_evaluator("mnist"), data.test_images[:1000]
         except (ImportError, GenzooError):  # a genzoo without its evaluator: times only
             evaluator = None

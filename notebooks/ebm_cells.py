@@ -32,9 +32,10 @@ CELLS = [
         import genzoo.models.ebm as ebm_file
         from genzoo.checkpoint import build_model
         from genzoo.config import DataConfig, load_config
-        from genzoo.data import load_data, ring8_quality
+        from genzoo.data import load_data
+        from genzoo.metrics import ring8_quality
         from genzoo.errors import DataError
-        from genzoo.evaluate import auroc
+        from genzoo.metrics import auroc
         from genzoo.models.ebm import EBM, EBMConfig, energy_scores
         from genzoo.plots import read_metrics
         from genzoo.specs import from_uint8
@@ -393,7 +394,7 @@ CELLS = [
         input is. Score the MNIST test digits (in distribution) and FashionMNIST test images (clothes,
         out of distribution) and ask how often a random FashionMNIST image gets a higher energy than a
         random digit: the area under the ROC curve (AUROC; 0.5 is chance, 1 perfect), computed by
-        `genzoo.evaluate.auroc` as the Mann-Whitney statistic:
+        `genzoo.metrics.auroc` as the Mann-Whitney statistic:
         """
     ),
     code(

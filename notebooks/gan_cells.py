@@ -34,7 +34,8 @@ CELLS = [
         import genzoo.models.gan as gan_file
         from genzoo.checkpoint import build_model
         from genzoo.config import load_config
-        from genzoo.data import load_data, ring8_quality
+        from genzoo.data import load_data
+        from genzoo.metrics import ring8_quality
         from genzoo.model import OptimConfig, optimize
         from genzoo.models.gan import GAN, Discriminator, discriminator_loss, generator_loss, point_features, r1_penalty
         from genzoo.plots import read_metrics
@@ -374,7 +375,7 @@ CELLS = [
         r"""
         ### Quality, through genzoo's evaluator
 
-        A small MNIST classifier (`genzoo/evaluate.py`) scores samples: FID-MNIST (lower is better; not
+        A small MNIST classifier (`genzoo/evaluator.py`) scores samples: FID-MNIST (lower is better; not
         Inception FID), precision (quality) and recall (variety), the share of *recognizable* digits, and
         class coverage (1.0: the ten digits evenly). Here for the EMA generator and the raw weights, next to
         real training digits (the floor), on a few hundred samples, so the numbers are rough.
@@ -382,7 +383,8 @@ CELLS = [
     ),
     code(
         """
-        from genzoo.evaluate import image_metrics, load_evaluator
+        from genzoo.evaluator import load_evaluator
+        from genzoo.metrics import image_metrics
 
         evaluator, real = load_evaluator("mnist"), data.test_images.float() / 127.5 - 1
         n = 100 if SHORT else 1000

@@ -11,9 +11,10 @@ from torch import nn
 
 from genzoo.checkpoint import load_model
 from genzoo.config import DataConfig, load_config
-from genzoo.data import load_data, ring8_quality
+from genzoo.data import load_data
+from genzoo.metrics import ring8_quality
 from genzoo.errors import ConfigError
-from genzoo.evaluate import auroc
+from genzoo.metrics import auroc
 from genzoo.model import OptimConfig
 from genzoo.models.ebm import EBM, EBMConfig, energy_scores, ood_auroc
 from genzoo.specs import ImageSpec, PointSpec, TextSpec

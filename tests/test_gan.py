@@ -12,7 +12,8 @@ from torch import nn
 
 from genzoo.checkpoint import build_model, load_model
 from genzoo.config import DataConfig, load_config
-from genzoo.data import load_data, ring8_quality
+from genzoo.data import load_data
+from genzoo.metrics import ring8_quality
 from genzoo.errors import ConfigError
 from genzoo.model import OptimConfig, optimize
 from genzoo.models.gan import (

@@ -22,7 +22,8 @@ import torch
 
 from genzoo.cli import make_trainer, train_arguments
 from genzoo.config import DataConfig
-from genzoo.data import load_data, ring8_quality
+from genzoo.data import load_data
+from genzoo.metrics import ring8_quality
 from genzoo.errors import DataError
 from genzoo.models.ebm import EBM, energy_scores, ood_auroc
 from genzoo.plots import save_grid

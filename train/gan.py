@@ -23,7 +23,7 @@ import torch
 from matplotlib.figure import Figure
 
 from genzoo.cli import make_trainer, train_arguments
-from genzoo.data import ring8_quality
+from genzoo.metrics import ring8_quality
 from genzoo.plots import read_metrics, save_grid
 from genzoo.report import evaluate_run, headline
 from genzoo.specs import ImageSpec

@@ -44,7 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from genzoo.errors import ConfigError
-from genzoo.evaluate import auroc
+from genzoo.metrics import auroc
 from genzoo.model import Batch, GenerativeModel, cycle_labels, optimize
 from genzoo.nn import MLP, ConvEncoder
 from genzoo.specs import ImageSpec, PointSpec

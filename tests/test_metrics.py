@@ -8,17 +8,16 @@ import torch
 from genzoo.config import DataConfig
 from genzoo.data import load_data
 from genzoo.errors import CheckpointError
-from genzoo.evaluate import (
+from genzoo.evaluator import evaluator_path, load_evaluator
+from genzoo.metrics import (
     class_coverage,
-    evaluator_path,
     frechet_distance,
     gaussian_frechet,
-    load_evaluator,
+    heldout_nll,
     precision_recall,
     recognizability,
     reference_points,
 )
-from genzoo.metrics import heldout_nll
 from genzoo.model import GenerativeModel
 from genzoo.specs import from_uint8
 
