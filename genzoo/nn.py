@@ -1,4 +1,4 @@
-"""Network blocks shared by several families: an MLP, a conv encoder and decoder, a U-Net.
+"""Network blocks shared by several families: an MLP, a conv encoder and decoder, a U-Net, spectral norm.
 
 The conv pair is sized for small images (28x28 MNIST; 32x32 works too): the encoder halves the
 resolution once per entry of ``channels`` (28 -> 14 -> 7 by default) and ends in a vector; the
@@ -12,7 +12,9 @@ decoder mirrors it from a vector back to an image-shaped tensor with any number 
   zero-initialised 3x3-1x1-3x3 convolutions in ``flow.py``);
 - GAN: ``MLP`` generator and discriminator for 2-D points; the image networks are DCGAN's and live in
   ``gan.py``, as they need batch norm in G and a features/head split in D for the projection;
-- DDPM: ``UNet`` (images) or ``TimeMLP`` (2-D points) as the noise predictor eps(x_t, t, y).
+- DDPM: ``UNet`` (images) or ``TimeMLP`` (2-D points) as the noise predictor eps(x_t, t, y);
+- GAN and EBM: ``with_spectral_norm`` on the discriminator or the energy network (``spectral_norm``
+  in each config) makes every layer 1-Lipschitz.
 
 Each resolution has one 3x3 convolution and one stride-2 (transposed) convolution, with SiLU
 activations and no normalisation layer: batch statistics would make a likelihood depend on the
@@ -27,6 +29,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 Activation = Callable[[], nn.Module]
 
@@ -247,3 +250,37 @@ class TimeMLP(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         return self.net(torch.cat([x, self.embedding(t, y)], dim=1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Spectral normalisation (Miyato et al. 2018): every layer's weight divided by its largest singular value.
+
+
+class SpectralNorm(nn.Module):
+    """The parametrization W -> W / sigma(W), sigma the largest singular value (Miyato et al. 2018).
+
+    In training, each call takes one step of power iteration on the buffer u (Miyato et al. 2018,
+    Algorithm 1). In eval mode sigma is exact (an SVD of a small matrix): the trainer's EMA copy
+    averages u over training, and an average of unit vectors is neither unit nor a singular vector.
+    """
+
+    def __init__(self, weight: Tensor):
+        super().__init__()
+        self.register_buffer("u", F.normalize(torch.randn(weight.shape[0]), dim=0))
+
+    def forward(self, weight: Tensor) -> Tensor:
+        W = weight.flatten(1)  # (out, in * kernel): convolutions as matrices, as Miyato et al. do
+        if not self.training:
+            return weight / torch.linalg.matrix_norm(W, ord=2)
+        with torch.no_grad():
+            v = F.normalize(W.t() @ self.u, dim=0)  # (in,)
+            self.u.copy_(F.normalize(W @ v, dim=0))  # (out,)
+        sigma = self.u.clone() @ W @ v  # Miyato et al. 2018, Algorithm 1; u, v are constants for autograd
+        return weight / sigma
+
+
+def with_spectral_norm(module: nn.Module) -> nn.Module:
+    """Every linear, convolutional and embedding layer of ``module`` divided by its spectral norm."""
+    for layer in [m for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.Embedding))]:
+        parametrize.register_parametrization(layer, "weight", SpectralNorm(layer.weight))
+    return module

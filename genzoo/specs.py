@@ -9,15 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-
-def to_uint8(x: Tensor) -> Tensor:
-    """Images in [-1, 1] -> integers 0..255 (uint8), rounding to the nearest level."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
-def from_uint8(x: Tensor) -> Tensor:
-    """Integers 0..255 -> float images in [-1, 1]: level k maps to k / 127.5 - 1."""
-    return x.float() / 127.5 - 1.0
+from genzoo.pixels import from_uint8, to_uint8
 
 
 @dataclass

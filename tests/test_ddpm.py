@@ -11,10 +11,10 @@ from torch import nn
 
 from genzoo.checkpoint import load_model
 from genzoo.config import DataConfig, load_config
-from genzoo.data import load_data
 from genzoo.errors import ConfigError
-from genzoo.models.ddpm import DDPM, DDPMConfig, NoiseSchedule, discretized_gaussian_log_likelihood
+from genzoo.models.ddpm import DDPM, DDPMConfig, NoiseSchedule
 from genzoo.nn import TimeMLP, UNet
+from genzoo.sources import load_data
 from genzoo.specs import ImageSpec, PointSpec
 
 SPEC = ImageSpec(name="mnist", shape=(1, 28, 28), num_classes=10)
@@ -202,25 +202,6 @@ def test_label_dropout_feeds_the_no_label_class():
 
 
 # -- the bound -----------------------------------------------------------------------------------
-
-
-def test_discretized_gaussian_sums_to_one_over_the_256_levels():
-    levels = torch.arange(256).float() / 127.5 - 1
-    for mean, std in [(0.0, 0.01), (0.9999, 0.003), (-1.3, 0.05), (2.5, 0.01), (0.3, 3.0), (-0.21, 1e-4)]:
-        log_p = discretized_gaussian_log_likelihood(levels, torch.full((256,), mean), torch.tensor(std))
-        assert log_p.logsumexp(0).exp().item() == pytest.approx(1.0, abs=1e-4)
-
-
-def test_discretized_gaussian_matches_a_direct_cdf_difference():
-    g = torch.Generator().manual_seed(0)
-    x0 = torch.randint(0, 256, (200,), generator=g).float() / 127.5 - 1
-    mean = x0 + 0.02 * torch.randn(200, generator=g)
-    std = torch.tensor(0.015)
-    normal = torch.distributions.Normal(mean.double(), std.double())
-    upper = torch.where(x0 > 0.999, 1.0, normal.cdf(x0.double() + 1 / 255))
-    lower = torch.where(x0 < -0.999, 0.0, normal.cdf(x0.double() - 1 / 255))
-    expected = torch.log(upper - lower)
-    torch.testing.assert_close(discretized_gaussian_log_likelihood(x0, mean, std).double(), expected, atol=1e-3, rtol=1e-4)
 
 
 def test_bound_with_T_2_matches_a_direct_computation(monkeypatch):

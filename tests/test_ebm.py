@@ -11,12 +11,11 @@ from torch import nn
 
 from genzoo.checkpoint import load_model
 from genzoo.config import DataConfig, load_config
-from genzoo.data import load_data
-from genzoo.metrics import ring8_quality
 from genzoo.errors import ConfigError
-from genzoo.metrics import auroc
+from genzoo.metrics import auroc, ring8_quality
 from genzoo.model import OptimConfig
 from genzoo.models.ebm import EBM, EBMConfig, energy_scores, ood_auroc
+from genzoo.sources import load_data
 from genzoo.specs import ImageSpec, PointSpec, TextSpec
 
 SPEC = ImageSpec(name="mnist", shape=(1, 28, 28), num_classes=10)
@@ -121,8 +120,8 @@ def test_regularizer_pulls_energies_to_zero():
 def test_chain_starts_mix_fresh_noise_at_the_restart_rate():
     model = point_model(restart=0.3, buffer_size=500)
     with torch.no_grad():
-        model.replay.fill_(7.0)  # far outside the noise's box [-1.5, 1.5]
-    x, slot, fresh = model.chain_starts(20_000, generator=torch.Generator().manual_seed(0))
+        model.replay.chains.fill_(7.0)  # far outside the noise's box [-1.5, 1.5]
+    x, slot, fresh = model.replay.chain_starts(20_000, generator=torch.Generator().manual_seed(0))
     assert abs(fresh.float().mean().item() - 0.3) < 0.015
     assert (x[~fresh] == 7.0).all() and (x[fresh].abs() <= 1.5).all()
     assert slot.min() >= 0 and slot.max() < 500 and len(slot.unique()) > 490  # every slot in use
@@ -131,35 +130,35 @@ def test_chain_starts_mix_fresh_noise_at_the_restart_rate():
 def test_training_step_writes_chains_back_and_keeps_the_buffer_size():
     model = point_model(buffer_size=64, restart=0.0)
     opts = model.configure_optimizers(OptimConfig(lr=1e-3))
-    before = model.replay.clone()
+    before = model.replay.chains.clone()
     torch.manual_seed(3)
     x_pos, y = torch.randn(16, 2), torch.zeros(16, dtype=torch.long)
     metrics = model.training_step((x_pos, y), opts, 0, 1.0)
-    assert model.replay.shape == before.shape == (64, 2)
-    changed = (model.replay != before).any(1)
+    assert model.replay.chains.shape == before.shape == (64, 2)
+    changed = (model.replay.chains != before).any(1)
     assert 0 < changed.sum() <= 16  # the slots the 16 chains came from (some drawn twice)
     assert {"loss", "cd", "reg", "energy_data", "energy_sample", "grad_norm"} <= set(metrics)
 
 
 def test_loss_and_sampling_leave_the_buffer_alone():
     model = point_model()
-    before = model.replay.clone()
+    before = model.replay.chains.clone()
     model.loss((torch.randn(8, 2), torch.zeros(8, dtype=torch.long)))
     model.evaluate((torch.randn(8, 2), torch.zeros(8, dtype=torch.long)))
     model.sample(10, mcmc_steps=2)
     list(model.trajectory(4, mcmc_steps=2))
-    torch.testing.assert_close(model.replay, before, rtol=0, atol=0)
+    torch.testing.assert_close(model.replay.chains, before, rtol=0, atol=0)
 
 
 def test_buffer_survives_a_state_dict_round_trip(tmp_path):
     model = point_model()
     with torch.no_grad():
-        model.replay.normal_()
+        model.replay.chains.normal_()
     torch.save(model.state_dict(), tmp_path / "m.pt")
     other = point_model(seed=1)
-    assert not torch.equal(other.replay, model.replay)
+    assert not torch.equal(other.replay.chains, model.replay.chains)
     other.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
-    assert torch.equal(other.replay, model.replay)
+    assert torch.equal(other.replay.chains, model.replay.chains)
     a = model.sample(5, generator=torch.Generator().manual_seed(0))
     b = other.sample(5, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(a, b)
@@ -168,10 +167,11 @@ def test_buffer_survives_a_state_dict_round_trip(tmp_path):
 def test_conditional_chains_start_in_their_class_slots():
     model = tiny_image_model(conditional=True, buffer_size=100, restart=0.0)
     y = torch.randint(0, 10, (500,))
-    _, slot, _ = model.chain_starts(500, y)
+    _, slot, _ = model.replay.chain_starts(500, y)
     assert torch.equal(slot % 10, y)
     with torch.no_grad():
-        model.replay.copy_((torch.arange(100) % 10).float().view(-1, 1, 1, 1).expand_as(model.replay) / 10)
+        chains = model.replay.chains
+        chains.copy_((torch.arange(100) % 10).float().view(-1, 1, 1, 1).expand_as(chains) / 10)
     x = model.sample(20, mcmc_steps=0, labels=[3])  # zero steps: the buffer entries themselves
     assert (x == 0.3).all()
 
@@ -215,7 +215,7 @@ def test_shapes():
     assert set(metrics) == {"loss", "cd", "reg", "energy_data", "energy_sample"}
     assert all(isinstance(v, float) for v in metrics.values())
     assert model.energy(x, y).shape == model.energy(x).shape == (5,)
-    assert model.replay.shape == (100, 1, 28, 28)
+    assert model.replay.chains.shape == (100, 1, 28, 28)
     for options in (dict(mcmc_steps=2), dict(mcmc_steps=1, from_buffer=False, labels=[3])):
         assert model.sample(6, **options).shape == (6, 1, 28, 28)
     states = list(model.trajectory(2, mcmc_steps=4, from_buffer=False))
@@ -244,7 +244,7 @@ def test_configs_load_and_build():
     model = EBM.from_config(cfg.model, SPEC)
     assert sum(p.numel() for p in model.parameters()) < 200_000 and cfg.train.ema_decay == 0
     ring = load_config(ROOT / "configs" / "ebm_ring.toml")
-    assert EBM.from_config(ring.model, RING).replay.shape[1:] == (2,)
+    assert EBM.from_config(ring.model, RING).replay.chains.shape[1:] == (2,)
     with pytest.raises(ConfigError, match="restart"):
         EBM.from_config(EBMConfig(restart=1.5), SPEC)
     with pytest.raises(ConfigError, match="images or 2-D points"):
@@ -290,9 +290,10 @@ def test_trainer_end_to_end_on_points_resume_and_reload(tmp_path):
     first = make_trainer(args).fit()
     args = train_arguments().parse_args(["--resume", str(first.run_dir), "--set", "train.max_steps=20"])
     trainer = make_trainer(args)
-    torch.testing.assert_close(trainer.model.replay, first.model.replay, rtol=0, atol=0)  # the chains resume
+    resumed, saved = trainer.model.replay.chains, first.model.replay.chains
+    torch.testing.assert_close(resumed, saved, rtol=0, atol=0)  # the chains resume
     run = trainer.fit()
     assert run.step == 20 and (run.run_dir / "samples" / "step_000020.png").is_file()
     model, cfg, spec = load_model(run.run_dir)
     assert isinstance(spec, PointSpec) and model.sample(5, **cfg.sample).shape == (5, 2)
-    torch.testing.assert_close(model.replay, run.model.replay, rtol=0, atol=0)
+    torch.testing.assert_close(model.replay.chains, run.model.replay.chains, rtol=0, atol=0)

@@ -11,7 +11,6 @@ from torch import nn
 
 from genzoo.checkpoint import load_model
 from genzoo.config import DataConfig, load_config
-from genzoo.data import load_data
 from genzoo.errors import ConfigError
 from genzoo.metrics import bits_per_dim
 from genzoo.models.flow import (
@@ -33,6 +32,7 @@ from genzoo.models.flow import (
     conv_net,
     mlp_net,
 )
+from genzoo.sources import load_data
 from genzoo.specs import ImageSpec, PointSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -298,4 +298,4 @@ def test_trainer_end_to_end_and_reload(tmp_path):
     model, cfg, spec = load_model(run.run_dir)
     assert all(m.initialised for m in model.modules() if isinstance(m, ActNorm))
     x = torch.randn(5, 2)
-    torch.testing.assert_close(model.log_prob(x), run.sampler.log_prob(x))  # the loaded model is the saved one
+    torch.testing.assert_close(model.log_prob(x), run.sampling_model.log_prob(x))  # the loaded model is the saved one

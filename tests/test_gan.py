@@ -12,9 +12,8 @@ from torch import nn
 
 from genzoo.checkpoint import build_model, load_model
 from genzoo.config import DataConfig, load_config
-from genzoo.data import load_data
-from genzoo.metrics import ring8_quality
 from genzoo.errors import ConfigError
+from genzoo.metrics import ring8_quality
 from genzoo.model import OptimConfig, optimize
 from genzoo.models.gan import (
     GAN,
@@ -26,8 +25,9 @@ from genzoo.models.gan import (
     image_features,
     point_features,
     r1_penalty,
-    with_spectral_norm,
 )
+from genzoo.nn import with_spectral_norm
+from genzoo.sources import load_data
 from genzoo.specs import ImageSpec, PointSpec
 from genzoo.trainer import Trainer
 

@@ -1,4 +1,4 @@
-"""VAE: shapes, learning, the KL term, proper 8-bit pixel likelihoods, the IWAE bound, labels, state."""
+"""VAE: shapes, learning, the KL term, the IWAE bound, labels, state (pixel likelihoods: test_pixels.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from genzoo.config import load_config
 from genzoo.errors import ConfigError
-from genzoo.models.vae import VAE, Bernoulli, Categorical256, DiscretizedLogistic, VAEConfig, gaussian_kl
+from genzoo.models.vae import VAE, VAEConfig, kl_to_standard_normal
 from genzoo.nn import MLP, ConvDecoder, ConvEncoder
 from genzoo.specs import ImageSpec
 
@@ -101,50 +101,7 @@ def test_analytic_kl_matches_monte_carlo():
     p = torch.distributions.Normal(0.0, 1.0)
     z = q.sample((200_000,))  # (S, 3, 4)
     mc = (q.log_prob(z) - p.log_prob(z)).sum(-1).mean(0)  # E_q[log q - log p]
-    torch.testing.assert_close(gaussian_kl(mu, log_var).double(), mc, atol=0.03, rtol=0.01)
-
-
-@pytest.mark.parametrize("pixels", [DiscretizedLogistic(1), DiscretizedLogistic(4), Categorical256()])
-def test_8_bit_pixel_probabilities_sum_to_one(pixels):
-    """For each pixel, p(level) summed over the 256 levels is 1, also for extreme parameters."""
-    g = torch.Generator().manual_seed(0)
-    params = torch.randn(12, pixels.params_per_pixel, 1, 1, generator=g) * 3  # 12 one-pixel images
-    if isinstance(pixels, DiscretizedLogistic):
-        M = pixels.n_mix
-        params[:4, M : 2 * M] = torch.tensor([-3.0, 2.0, 0.9999, -0.5]).view(4, 1, 1, 1)  # means off the grid
-        params[4:8, 2 * M :] = torch.tensor([-9.0, -5.0, 3.0, 6.0]).view(4, 1, 1, 1)  # tiny and huge scales
-    levels = torch.arange(256).float() / 127.5 - 1
-    x = levels.view(256, 1, 1, 1, 1).expand(256, 12, 1, 1, 1).reshape(256 * 12, 1, 1, 1)
-    log_p = pixels.log_prob(params.repeat(256, 1, 1, 1), x).view(256, 12)
-    torch.testing.assert_close(log_p.logsumexp(0).exp(), torch.ones(12), atol=1e-4, rtol=0)
-
-
-def test_discretized_logistic_matches_cdf_differences():
-    """The stable log-space formula equals P(bin) = sigmoid(upper) - sigmoid(lower) in float64."""
-    g = torch.Generator().manual_seed(1)
-    pixels = DiscretizedLogistic(2)
-    params = torch.randn(2, 6, 5, 5, generator=g).double()
-    params[:, 4:] = params[:, 4:] - 2.0  # scales around e^-2: bins are resolved, not tails only
-    x = torch.randint(0, 256, (2, 1, 5, 5), generator=g).double() / 127.5 - 1
-    x[0, 0, 0] = -1.0
-    x[0, 0, 1] = 1.0  # both end bins appear
-    logits, mu, log_s = params.chunk(3, dim=1)
-    s = log_s.exp()
-    upper = torch.where(x > 0.999, 1.0, torch.sigmoid((x + 1 / 255 - mu) / s))
-    lower = torch.where(x < -0.999, 0.0, torch.sigmoid((x - 1 / 255 - mu) / s))
-    p = (torch.softmax(logits, dim=1) * (upper - lower)).sum(1)  # (B, H, W)
-    torch.testing.assert_close(pixels.log_prob(params, x), p.log().sum((1, 2)), atol=1e-8, rtol=1e-8)
-
-
-def test_bernoulli_probabilities_sum_to_one_and_binarise():
-    pixels = Bernoulli()
-    params = torch.randn(6, 1, 1, 1, generator=torch.Generator().manual_seed(0)) * 4  # 6 one-pixel images
-    on, off = torch.ones(6, 1, 1, 1), -torch.ones(6, 1, 1, 1)
-    total = pixels.log_prob(params, on).exp() + pixels.log_prob(params, off).exp()
-    torch.testing.assert_close(total, torch.ones(6))
-    x = torch.rand(6, 1, 1, 1) * 2 - 1  # any grey level counts as its binarised value
-    binarised = torch.where(x > 0, 1.0, -1.0)
-    torch.testing.assert_close(pixels.log_prob(params, x), pixels.log_prob(params, binarised))
+    torch.testing.assert_close(kl_to_standard_normal(mu, log_var).double(), mc, atol=0.03, rtol=0.01)
 
 
 def _trained(decoder: str = "logistic") -> tuple[VAE, torch.Tensor]:
@@ -168,7 +125,8 @@ def test_iwae_with_k_1_is_the_elbo_in_expectation():
         iwae1 = model.log_prob(xs, k=1).view(2, 500)
         mu, log_var = model.encode(xs)
         z = mu + (0.5 * log_var).exp() * torch.randn_like(mu)
-        elbo = (model.pixels.log_prob(model.decoder_params(z), xs) - gaussian_kl(mu, log_var)).view(2, 500)
+        log_px = model.pixels.log_prob(model.decoder_params(z), xs)
+        elbo = (log_px - kl_to_standard_normal(mu, log_var)).view(2, 500)
     se = (iwae1.var(1) / 500 + elbo.var(1) / 500).sqrt()
     assert ((iwae1.mean(1) - elbo.mean(1)).abs() < 4 * se + 1e-3).all()
 

@@ -36,7 +36,9 @@ dropped (replaced by a "no label" class) with probability ``label_dropout``, eps
     -log p(x_0) <= KL(q(x_T|x_0) || N(0, I)) + sum_{t=2}^T KL(q(x_{t-1}|x_t, x_0) || p(x_{t-1}|x_t))
                    - log p(x_0 | x_1),
 with p(x_{t-1}|x_t) = N(mu_tilde(x_t, x0_hat), beta_tilde_t I) (the sampler, unclipped) and the
-decoder p(x_0|x_1) a Gaussian N(x0_hat, beta_1) integrated over each pixel's 8-bit bin (eq. 13).
+decoder p(x_0|x_1) a Gaussian N(x0_hat, beta_1) integrated over each pixel's 8-bit bin (eq. 13):
+level k at x = k / 127.5 - 1 gets the mass of [x - 1/255, x + 1/255], the end levels the tails
+(``discretized_gaussian_log_likelihood`` in ``genzoo/pixels.py``).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from torch import Tensor, nn
 from genzoo.errors import ConfigError
 from genzoo.model import Batch, GenerativeModel, cycle_labels
 from genzoo.nn import TimeMLP, UNet
+from genzoo.pixels import discretized_gaussian_log_likelihood, quantize
 from genzoo.specs import ImageSpec, PointSpec
 
 
@@ -131,6 +134,12 @@ class NoiseSchedule(nn.Module):
         mean, var = self.posterior(self.predict_x0(xt, t, eps, clip), xt, t)
         return mean + var.sqrt() * noise  # Ho et al. 2020, Algorithm 2; beta_tilde_1 = 0: the last step is the mean
 
+    def timesteps(self, steps: int) -> list[int]:
+        """T, ..., 0 in ``steps`` evenly spaced steps (rounded): the times DDIM visits; steps = T is every t."""
+        if not 1 <= steps <= self.T:
+            raise ValueError(f"DDIM steps must be between 1 and T = {self.T}, got {steps}")
+        return torch.linspace(self.T, 0, steps + 1, dtype=torch.float64).round().long().tolist()
+
     def ddim_step(
         self, xt: Tensor, t: int, s: int, eps: Tensor, noise: Tensor, eta: float = 0.0, clip: bool = True
     ) -> Tensor:
@@ -148,33 +157,10 @@ SCHEDULES = {"cosine": NoiseSchedule.cosine, "linear": NoiseSchedule.linear}
 SAMPLERS = ("ddpm", "ddim")
 
 
-# ----------------------------------------------------------------------------- the discretized decoder
+# ----------------------------------------------------------------------------- the bound's KL terms
 
 
-def log1mexp(a: Tensor) -> Tensor:
-    """log(1 - exp(a)) for a <= 0, accurate near 0 and for very negative a (Maechler 2012)."""
-    return torch.where(a > -math.log(2), torch.log(-torch.expm1(a)), torch.log1p(-torch.exp(a)))
-
-
-def discretized_gaussian_log_likelihood(x0: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    """log P(level of x0) per element under N(mean, std^2) integrated over the level's bin.
-
-    Level k of 256 sits at x = k / 127.5 - 1 with bin [x - 1/255, x + 1/255]; the two end levels take the
-    tails (Ho et al. 2020, eq. 13). The bin mass is taken on the side of the tail it lies in, so it
-    stays accurate far from the mean (no difference of two CDFs close to 1).
-    """
-    x0 = ((x0 + 1) * 127.5).round() / 127.5 - 1  # the level's centre
-    inf = torch.full_like(x0, math.inf)
-    upper = torch.where(x0 > 1 - 1e-3, inf, (x0 + 1 / 255 - mean) / std)  # standardised bin edges
-    lower = torch.where(x0 < -1 + 1e-3, -inf, (x0 - 1 / 255 - mean) / std)
-    log_cdf_u, log_cdf_l = torch.special.log_ndtr(upper), torch.special.log_ndtr(lower)
-    left_tail = log_cdf_u + log1mexp(log_cdf_l - log_cdf_u)  # log(Phi(u) - Phi(l))
-    log_sf_l, log_sf_u = torch.special.log_ndtr(-lower), torch.special.log_ndtr(-upper)
-    right_tail = log_sf_l + log1mexp(log_sf_u - log_sf_l)  # log(Phi(-l) - Phi(-u)), the same mass
-    return torch.where(upper + lower < 0, left_tail, right_tail)
-
-
-def gaussian_kl(mean_q: Tensor, var_q: Tensor, mean_p: Tensor, var_p: Tensor) -> Tensor:
+def kl_between_gaussians(mean_q: Tensor, var_q: Tensor, mean_p: Tensor, var_p: Tensor) -> Tensor:
     """KL(N(mean_q, var_q) || N(mean_p, var_p)) per element."""
     return 0.5 * (torch.log(var_p / var_q) + (var_q + (mean_q - mean_p) ** 2) / var_p - 1)
 
@@ -310,7 +296,9 @@ class DDPM(GenerativeModel):
         clip: bool = True,
     ) -> Iterator[Tensor]:
         """Yield x_T, then each x_t the sampler visits down to x_0; options as in ``sample``."""
-        times = self._timesteps(sampler, steps)
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+        times = self.schedule.timesteps(self.T if sampler == "ddpm" else steps)  # every step for DDPM
         y = cycle_labels(n, labels, self.num_classes, "DDPM", self.device)
         x = torch.randn((n, *self.data_shape), generator=generator, device=self.device)  # x_T
         yield x
@@ -323,16 +311,6 @@ class DDPM(GenerativeModel):
             else:
                 x = self.schedule.ddim_step(x, t, s, eps, noise, eta, clip)
             yield x
-
-    def _timesteps(self, sampler: str, steps: int) -> list[int]:
-        """T, ..., 0: every step for DDPM, ``steps`` evenly spaced ones for DDIM."""
-        if sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-        if sampler == "ddpm":
-            return list(range(self.T, -1, -1))
-        if not 1 <= steps <= self.T:
-            raise ValueError(f"DDIM steps must be between 1 and T = {self.T}, got {steps}")
-        return torch.linspace(self.T, 0, steps + 1, dtype=torch.float64).round().long().tolist()
 
     # ------------------------------------------------------------------------- likelihood
     def log_prob(self, x: Tensor, *, y: Tensor | None = None, timesteps: int = 0) -> Tensor:
@@ -347,7 +325,7 @@ class DDPM(GenerativeModel):
             unconditional model's log p(x) (the "no label" class).
         Gradients flow if grad mode is on: wrap evaluation in ``torch.no_grad()``.
         """
-        x0 = ((x + 1) * 127.5).round() / 127.5 - 1  # the 8-bit levels
+        x0 = quantize(x)  # the 8-bit levels
         K = min(timesteps or self.bound_timesteps or self.T - 1, self.T - 1)
         prior = self._prior_kl(x0)  # (B,) L_T
         decoder = -self._decoder_log_likelihood(x0, y)  # (B,) L_0
@@ -362,7 +340,8 @@ class DDPM(GenerativeModel):
     def _prior_kl(self, x0: Tensor) -> Tensor:
         """KL(q(x_T | x_0) || N(0, I)) per image: no parameters, close to 0 for a good schedule."""
         alpha_bar = self.schedule.alpha_bar[self.T]
-        kl = gaussian_kl(alpha_bar.sqrt() * x0, (1 - alpha_bar).expand_as(x0), torch.zeros_like(x0), torch.ones_like(x0))
+        mean, var = alpha_bar.sqrt() * x0, (1 - alpha_bar).expand_as(x0)  # q(x_T | x_0)
+        kl = kl_between_gaussians(mean, var, torch.zeros_like(x0), torch.ones_like(x0))
         return kl.flatten(1).sum(1)
 
     def _step_kl(self, x0: Tensor, t: Tensor, y: Tensor | None) -> Tensor:
@@ -371,7 +350,7 @@ class DDPM(GenerativeModel):
         mean_q, var = self.schedule.posterior(x0, xt, t)  # Ho et al. 2020, eq. 6-7
         x0_hat = self.schedule.predict_x0(xt, t, self.eps(xt, t, y))
         mean_p, _ = self.schedule.posterior(x0_hat, xt, t)  # the model's mean, same variance
-        return gaussian_kl(mean_q, var, mean_p, var).flatten(1).sum(1)  # Ho et al. 2020, eq. 5
+        return kl_between_gaussians(mean_q, var, mean_p, var).flatten(1).sum(1)  # Ho et al. 2020, eq. 5
 
     def _decoder_log_likelihood(self, x0: Tensor, y: Tensor | None) -> Tensor:
         """log p(x_0 | x_1) per image: N(x0_hat, beta_1) integrated over each pixel's bin (eq. 13)."""

@@ -26,8 +26,8 @@ temperature T = noise^2 / (2 step_size): the trained energies adapt to that samp
 
 Short chains mix only if they start somewhere useful: a replay buffer keeps the chains' end points,
 and each training step restarts most chains where earlier ones stopped and a share ``restart`` from
-uniform noise (Du & Mordatch 2019, sec. 3). The buffer is a registered buffer, so checkpoints keep
-it and training resumes with it. Class-conditional models read the network's C outputs as
+uniform noise (Du & Mordatch 2019, sec. 3). ``ReplayBuffer`` holds them in a registered buffer, so
+checkpoints keep it and training resumes with it. Class-conditional models read the network's C outputs as
 logits f(x)[y] = -E(x, y) (Grathwohl et al. 2020): E(x) = -logsumexp_y f(x)[y] is the marginal energy,
 and each class keeps its own slots of the buffer (slot i holds class i mod C).
 
@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from genzoo.errors import ConfigError
 from genzoo.metrics import auroc
 from genzoo.model import Batch, GenerativeModel, cycle_labels, optimize
-from genzoo.nn import MLP, ConvEncoder
+from genzoo.nn import MLP, ConvEncoder, with_spectral_norm
 from genzoo.specs import ImageSpec, PointSpec
 
 
@@ -70,14 +70,6 @@ class EBMConfig:
 # ----------------------------------------------------------------------------- the energy networks
 
 
-def spectral_normalize(net: nn.Module) -> nn.Module:
-    """Every Linear and Conv2d of ``net`` with its largest singular value divided out (Miyato et al. 2018)."""
-    for module in list(net.modules()):
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
-            nn.utils.parametrizations.spectral_norm(module)
-    return net
-
-
 def energy_network(cfg: EBMConfig, spec: ImageSpec | PointSpec, outputs: int) -> nn.Module:
     """A conv net (images) or an MLP (2-D points) with ``outputs`` numbers per input, SiLU throughout:
     a smooth E has a smooth gradient, which is all Langevin dynamics sees."""
@@ -85,7 +77,65 @@ def energy_network(cfg: EBMConfig, spec: ImageSpec | PointSpec, outputs: int) ->
         net = MLP(spec.dim, cfg.hidden, outputs, cfg.depth)
     else:
         net = ConvEncoder(spec.shape[0], outputs, tuple(cfg.channels), spec.shape[-1])
-    return spectral_normalize(net) if cfg.spectral_norm else net
+    return with_spectral_norm(net) if cfg.spectral_norm else net
+
+
+# ----------------------------------------------------------------------------- the replay buffer
+
+
+class ReplayBuffer(nn.Module):
+    """The end points of past SGLD chains, where training chains start again (Du & Mordatch 2019, sec. 3).
+
+    ``chains`` (N, *data_shape) is a registered buffer: in the state_dict, so a resumed run continues
+    the same chains. Uniform noise in [-init_range, init_range] at first; each training step restarts
+    a share ``restart`` of its chains from fresh noise. Class-conditional models give each class its
+    own slots: slot i holds class i mod C. Only ``write`` changes the buffer.
+    """
+
+    def __init__(self, size: int, data_shape: Sequence[int], init_range: float, restart: float, num_classes: int = 0):
+        super().__init__()
+        self.data_shape, self.init_range = tuple(data_shape), init_range
+        self.restart, self.num_classes = restart, num_classes  # num_classes 0: unconditional
+        chains = (2 * torch.rand(size, *self.data_shape) - 1) * init_range
+        self.register_buffer("chains", chains)  # (N, *data_shape)
+
+    @property
+    def per_class(self) -> int:
+        return len(self.chains) // max(1, self.num_classes)
+
+    def uniform_noise(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n starting points, uniform in [-init_range, init_range] in every coordinate."""
+        u = torch.rand((n, *self.data_shape), generator=generator, device=self.chains.device)
+        return (2 * u - 1) * self.init_range  # (n, *data_shape)
+
+    def class_slots(self, slot: Tensor, y: Tensor | None) -> Tensor:
+        """Slot numbers within a class (n,) -> buffer slots; slot i belongs to class i mod C."""
+        return y + self.num_classes * slot if self.num_classes else slot
+
+    def chain_starts(
+        self, n: int, y: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Where n training chains start: random slots (of class y[i] for conditional models), a share
+        ``restart`` of them replaced by fresh noise. Returns x (n, ...), slots (n,), fresh (n,) bool."""
+        device = self.chains.device
+        slot = self.class_slots(torch.randint(self.per_class, (n,), generator=generator, device=device), y)
+        fresh = torch.rand(n, generator=generator, device=device) < self.restart  # (n,)
+        fresh_ = fresh.view(-1, *[1] * len(self.data_shape))  # broadcasts over one example's shape
+        x = torch.where(fresh_, self.uniform_noise(n, generator), self.chains[slot])
+        return x, slot, fresh
+
+    def entries(self, n: int, y: Tensor | None, generator: torch.Generator | None = None) -> Tensor:
+        """n distinct random entries (with repeats only if n exceeds a class's slots), a copy."""
+        device = self.chains.device
+        if n <= self.per_class:
+            slot = torch.randperm(self.per_class, generator=generator, device=device)[:n]
+        else:
+            slot = torch.randint(self.per_class, (n,), generator=generator, device=device)
+        return self.chains[self.class_slots(slot, y)].clone()  # (n, *data_shape)
+
+    def write(self, slot: Tensor, x: Tensor) -> None:
+        """The chains continue from x (n, ...) next time: the end points go back to their slots."""
+        self.chains[slot] = x
 
 
 # ----------------------------------------------------------------------------- the model
@@ -111,12 +161,10 @@ class EBM(GenerativeModel):
         self.energy_net, self.data_shape = energy_net, tuple(data_shape)  # one example's shape
         self.num_classes = num_classes  # 0: unconditional
         self.clamp = clamp  # images: keep chains inside the pixel range [-1, 1]
-        self.alpha, self.restart, self.sgld_steps = cfg.alpha, cfg.restart, cfg.sgld_steps
+        self.alpha, self.sgld_steps = cfg.alpha, cfg.sgld_steps
         self.step_size, self.noise, self.sgld_clip = cfg.step_size, cfg.noise, cfg.sgld_clip
-        self.init_range = cfg.init_range or (1.0 if clamp else 1.5)
-        # The chains' end points, uniform noise at first; in the state_dict, so a resumed run continues them.
-        replay = (2 * torch.rand(cfg.buffer_size, *self.data_shape) - 1) * self.init_range
-        self.register_buffer("replay", replay)  # (N, *data_shape)
+        init_range = cfg.init_range or (1.0 if clamp else 1.5)
+        self.replay = ReplayBuffer(cfg.buffer_size, self.data_shape, init_range, cfg.restart, num_classes)
 
     @classmethod
     def from_config(cls, cfg: EBMConfig, spec: ImageSpec | PointSpec) -> "EBM":
@@ -139,12 +187,7 @@ class EBM(GenerativeModel):
 
     @property
     def device(self) -> torch.device:
-        return self.replay.device  # every EBM has a buffer, not every energy network has parameters
-
-    def uniform_noise(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n starting points, uniform in [-init_range, init_range] in every coordinate."""
-        u = torch.rand((n, *self.data_shape), generator=generator, device=self.replay.device)
-        return (2 * u - 1) * self.init_range  # (n, *data_shape)
+        return self.replay.chains.device  # every EBM has a buffer, not every energy network has parameters
 
     def energy(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """(B,) energies: E(x) of an unconditional model; E(x, y) = -f(x)[y], or without y the marginal
@@ -169,21 +212,6 @@ class EBM(GenerativeModel):
         z = torch.randn(x.shape, generator=generator, device=x.device)
         x = x.detach() - step_size * grad + noise * z  # Du & Mordatch 2019, eq. 2
         return x.clamp(-1, 1) if self.clamp else x
-
-    def chain_starts(
-        self, n: int, y: Tensor | None = None, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Where n training chains start: random buffer slots (of class y[i] for conditional models),
-        a share ``restart`` of them replaced by fresh noise. Returns x (n, ...), slots (n,), fresh (n,) bool."""
-        device = self.replay.device
-        per_class = len(self.replay) // max(1, self.num_classes)
-        slot = torch.randint(per_class, (n,), generator=generator, device=device)
-        if self.num_classes:
-            slot = y + self.num_classes * slot  # slot i belongs to class i mod C
-        fresh = torch.rand(n, generator=generator, device=device) < self.restart  # (n,)
-        fresh_ = fresh.view(-1, *[1] * len(self.data_shape))  # broadcasts over one example's shape
-        x = torch.where(fresh_, self.uniform_noise(n, generator), self.replay[slot])
-        return x, slot, fresh
 
     def run_chains(self, x: Tensor, y: Tensor | None, steps: int) -> Tensor:
         """``steps`` SGLD steps with the training step size and noise; returns the end points, detached."""
@@ -214,7 +242,7 @@ class EBM(GenerativeModel):
         (validation must not move the training chains)."""
         x_pos, y = batch
         y = y if self.num_classes else None
-        x_start, _, _ = self.chain_starts(len(x_pos), y)
+        x_start, _, _ = self.replay.chain_starts(len(x_pos), y)
         return self.contrastive_loss(x_pos, self.run_chains(x_start, y, self.sgld_steps), y)
 
     def training_step(
@@ -223,9 +251,9 @@ class EBM(GenerativeModel):
         """Negatives by SGLD from the buffer (Du & Mordatch 2019, Algorithm 1), written back, then one update."""
         x_pos, y = batch
         y = y if self.num_classes else None
-        x_start, slot, _ = self.chain_starts(len(x_pos), y)
+        x_start, slot, _ = self.replay.chain_starts(len(x_pos), y)
         x_neg = self.run_chains(x_start, y, self.sgld_steps)  # (B, *data_shape)
-        self.replay[slot] = x_neg  # the persistent chains continue from here next time
+        self.replay.write(slot, x_neg)  # the persistent chains continue from here next time
         loss, metrics = self.contrastive_loss(x_pos, x_neg, y)
         metrics["grad_norm"] = optimize(optimizers["main"], loss, clip)
         return metrics
@@ -275,23 +303,11 @@ class EBM(GenerativeModel):
         step_size = self.step_size if step_size < 0 else step_size
         noise = self.noise if noise < 0 else noise
         y = cycle_labels(n, labels, self.num_classes, "EBM", self.device)
-        x = self.buffer_entries(n, y, generator) if from_buffer else self.uniform_noise(n, generator)
+        x = self.replay.entries(n, y, generator) if from_buffer else self.replay.uniform_noise(n, generator)
         yield x
         for _ in range(steps):
             x = self.langevin_step(x, y, step_size, noise, generator)
             yield x.detach()
-
-    def buffer_entries(self, n: int, y: Tensor | None, generator: torch.Generator | None = None) -> Tensor:
-        """n distinct random buffer entries (with repeats only if n exceeds a class's slots), a copy."""
-        per_class = len(self.replay) // max(1, self.num_classes)
-        device = self.replay.device
-        if n <= per_class:
-            slot = torch.randperm(per_class, generator=generator, device=device)[:n]
-        else:
-            slot = torch.randint(per_class, (n,), generator=generator, device=device)
-        if y is not None:
-            slot = y + self.num_classes * slot
-        return self.replay[slot].clone()  # (n, *data_shape)
 
 
 # ----------------------------------------------------------------------------- out-of-distribution scores

@@ -49,9 +49,8 @@ from torch import Tensor, nn
 from genzoo.errors import ConfigError
 from genzoo.model import Batch, GenerativeModel
 from genzoo.nn import MLP
+from genzoo.pixels import LEVELS, nearest_level
 from genzoo.specs import ImageSpec, PointSpec
-
-LEVELS = 256  # 8-bit pixels
 
 
 @dataclass
@@ -474,7 +473,7 @@ class Flow(GenerativeModel):
         if not self.discrete:
             z, log_det = self.layers(x)
             return {"log_pz": self.prior.log_prob(z), "log_det": log_det}
-        k = ((x + 1) * 127.5).round().clamp(0, LEVELS - 1)  # the 8-bit levels
+        k = nearest_level(x).clamp(0, LEVELS - 1)  # the 8-bit levels
         u, log_q = self.dequantizer(k)
         y = (k + u) / LEVELS  # dequantized, in [0, 1)
         z, log_det = self.layers(y)
@@ -517,7 +516,7 @@ class Flow(GenerativeModel):
     def encode(self, x: Tensor) -> Tensor:
         """The latent of x. Images: of the bin centres y = (k + 1/2) / 256, so decode(encode(x)) = x."""
         if self.discrete:
-            x = (((x + 1) * 127.5).round() + 0.5) / LEVELS
+            x = (nearest_level(x) + 0.5) / LEVELS
         with torch.no_grad():
             return self.layers(x)[0]
 

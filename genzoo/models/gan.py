@@ -19,7 +19,8 @@ against it the game's value is -2 log 2 + 2 JSD(p_data || p_g) (thm. 1). Each pl
 
 Stabilisers, each off or on in the config:
 - spectral normalisation of every layer of D (Miyato et al. 2018): W / sigma(W), sigma(W) the largest
-  singular value (power iteration in training, exact in eval mode): D is 1-Lipschitz layer by layer;
+  singular value (power iteration in training, exact in eval mode; ``genzoo.nn.with_spectral_norm``):
+  D is 1-Lipschitz layer by layer;
 - the R1 penalty on real data (Mescheder et al. 2018, eq. 9): L_D += gamma/2 E_x ||grad_x D(x)||^2;
 - an EMA copy of G for sampling (Yazici et al. 2019): genzoo's trainer keeps an exponential moving
   average of the whole model (``train.ema_decay``, batch-norm statistics too) and samples and evaluates
@@ -45,11 +46,10 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
 
 from genzoo.errors import ConfigError
 from genzoo.model import Batch, GenerativeModel, OptimConfig, adamw, cycle_labels, optimize
-from genzoo.nn import MLP
+from genzoo.nn import MLP, with_spectral_norm
 from genzoo.specs import ImageSpec, PointSpec
 
 LOSSES = ("nonsaturating", "hinge")
@@ -141,36 +141,6 @@ class Discriminator(nn.Module):
         if self.labels is not None:
             logit = logit + (self.labels(y) * phi).sum(1)  # Miyato & Koyama 2018, eq. 3
         return logit
-
-
-class SpectralNorm(nn.Module):
-    """The parametrization W -> W / sigma(W), sigma the largest singular value (Miyato et al. 2018).
-
-    In training, each call takes one step of power iteration on the buffer u (Miyato et al. 2018,
-    Algorithm 1). In eval mode sigma is exact (an SVD of a small matrix): the trainer's EMA copy
-    averages u over training, and an average of unit vectors is neither unit nor a singular vector.
-    """
-
-    def __init__(self, weight: Tensor):
-        super().__init__()
-        self.register_buffer("u", F.normalize(torch.randn(weight.shape[0]), dim=0))
-
-    def forward(self, weight: Tensor) -> Tensor:
-        W = weight.flatten(1)  # (out, in * kernel): convolutions as matrices, as Miyato et al. do
-        if not self.training:
-            return weight / torch.linalg.matrix_norm(W, ord=2)
-        with torch.no_grad():
-            v = F.normalize(W.t() @ self.u, dim=0)  # (in,)
-            self.u.copy_(F.normalize(W @ v, dim=0))  # (out,)
-        sigma = self.u.clone() @ W @ v  # Miyato et al. 2018, Algorithm 1; u, v are constants for autograd
-        return weight / sigma
-
-
-def with_spectral_norm(module: nn.Module) -> nn.Module:
-    """Every linear, convolutional and embedding layer of ``module`` divided by its spectral norm."""
-    for layer in [m for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.Embedding))]:
-        parametrize.register_parametrization(layer, "weight", SpectralNorm(layer.weight))
-    return module
 
 
 # ----------------------------------------------------------------------------- the losses

@@ -13,9 +13,9 @@ pixel, independent across pixels given z; the prior is p(z) = N(0, I).
 
     L_k(x) = log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x),  z_i ~ q(z|x)   (Burda et al. 2016, eq. 8)
 
-Pixel likelihoods (``decoder`` in the config), each a proper distribution over the 8-bit levels,
-so -log p is a code length in nats and bits/dim = -log_prob / (784 ln 2) is comparable across
-families:
+Pixel likelihoods (``decoder`` in the config, defined in ``genzoo/pixels.py``), each a proper
+distribution over the 8-bit levels, so -log p is a code length in nats and bits/dim =
+-log_prob / (784 ln 2) is comparable across families:
 
 - ``"logistic"``: a mixture of ``n_mix`` discretised logistics per pixel; level k is the bin
   [x - 1/255, x + 1/255] of x = k / 127.5 - 1, and the two end levels take the tails
@@ -37,13 +37,13 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genzoo.errors import ConfigError
 from genzoo.model import Batch, GenerativeModel, cycle_labels
 from genzoo.nn import ConvDecoder, ConvEncoder
-from genzoo.specs import ImageSpec, to_uint8
+from genzoo.pixels import Bernoulli, Categorical256, DiscretizedLogistic
+from genzoo.specs import ImageSpec
 
 
 @dataclass
@@ -59,97 +59,14 @@ class VAEConfig:
     iw_samples: int = 100  # default k of log_prob's importance-weighted bound
 
 
-# ----------------------------------------------------------------------------- pixel likelihoods
-# Each turns the decoder's output (B, P, H, W) into log p(x|z) summed over pixels (B,), a mean
-# image, or a sampled image. Images are in [-1, 1]; level k sits at k / 127.5 - 1.
-
-HALF_BIN = 1.0 / 255.0  # half the distance between neighbouring levels in [-1, 1]
-
-
-class DiscretizedLogistic:
-    """Mixture of discretised logistics per pixel (Salimans et al. 2017, eq. 2)."""
-
-    def __init__(self, n_mix: int):
-        self.n_mix = n_mix
-        self.params_per_pixel = 3 * n_mix  # mixture logits, means, log scales
-
-    def split(self, params: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        logits, mu, log_s = params.chunk(3, dim=1)  # each (B, M, H, W)
-        return logits, mu, log_s.clamp(min=-7.0)  # a floor on s keeps the bins from collapsing
-
-    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
-        logits, mu, log_s = self.split(params)
-        x = ((x + 1) * 127.5).round() / 127.5 - 1  # the level's centre
-        inv_s = torch.exp(-log_s)
-        upper = (x + HALF_BIN - mu) * inv_s  # (B, M, H, W) standardised bin edges
-        lower = (x - HALF_BIN - mu) * inv_s
-        # log(sigmoid(u) - sigmoid(l)) = log sigmoid(u) + log(1 - sigmoid(l)) + log(1 - e^(l - u)),
-        # exact and stable without the small-bin special case of the PixelCNN++ code
-        log_cdf_upper = -F.softplus(-upper)  # the bottom level's bin is (-inf, -1 + 1/255]
-        log_sf_lower = -F.softplus(lower)  # the top level's bin is [1 - 1/255, inf)
-        log_width = torch.log(-torch.expm1(-2 * HALF_BIN * inv_s))
-        log_mid = log_cdf_upper + log_sf_lower + log_width
-        log_p = torch.where(x > 1 - HALF_BIN, log_sf_lower, log_mid)  # the top level
-        log_p = torch.where(x < -1 + HALF_BIN, log_cdf_upper, log_p)  # the bottom level
-        log_p = torch.logsumexp(F.log_softmax(logits, dim=1) + log_p, dim=1)  # mix: (B, H, W)
-        return log_p.sum(dim=(1, 2))  # (B,)
-
-    def mean(self, params: Tensor) -> Tensor:
-        logits, mu, _ = self.split(params)
-        return (F.softmax(logits, dim=1) * mu).sum(1, keepdim=True).clamp(-1, 1)  # (B, 1, H, W)
-
-    def sample(self, params: Tensor, generator: torch.Generator | None) -> Tensor:
-        logits, mu, log_s = self.split(params)
-        B, M, H, W = logits.shape
-        probs = F.softmax(logits, dim=1).movedim(1, -1).reshape(-1, M)  # (B*H*W, M)
-        pick = torch.multinomial(probs, 1, generator=generator).view(B, 1, H, W)  # a component per pixel
-        mu, log_s = mu.gather(1, pick), log_s.gather(1, pick)  # (B, 1, H, W)
-        u = torch.rand(mu.shape, generator=generator, device=mu.device).clamp(1e-5, 1 - 1e-5)
-        x = mu + log_s.exp() * (torch.log(u) - torch.log1p(-u))  # inverse logistic CDF
-        return ((x.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
-
-
-class Categorical256:
-    """A 256-way softmax per pixel (van den Oord et al. 2016, PixelRNN, section 3.4)."""
-
-    params_per_pixel = 256
-
-    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
-        level = to_uint8(x).long()  # (B, 1, H, W)
-        log_p = F.log_softmax(params, dim=1).gather(1, level)
-        return log_p.sum(dim=(1, 2, 3))  # (B,)
-
-    def mean(self, params: Tensor) -> Tensor:
-        levels = torch.linspace(-1, 1, 256, device=params.device).view(1, 256, 1, 1)
-        return (F.softmax(params, dim=1) * levels).sum(1, keepdim=True)  # (B, 1, H, W)
-
-    def sample(self, params: Tensor, generator: torch.Generator | None) -> Tensor:
-        probs = F.softmax(params, dim=1).movedim(1, -1).reshape(-1, 256)
-        level = torch.multinomial(probs, 1, generator=generator)
-        return level.view(params.shape[0], 1, *params.shape[2:]).float() / 127.5 - 1
-
-
-class Bernoulli:
-    """One logit per pixel of the binarised image b = [x > 0]."""
-
-    params_per_pixel = 1
-
-    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
-        b = (x > 0).float()
-        return -F.binary_cross_entropy_with_logits(params, b, reduction="none").sum(dim=(1, 2, 3))
-
-    def mean(self, params: Tensor) -> Tensor:
-        return 2 * torch.sigmoid(params) - 1  # the probability of "on", drawn as grey
-
-    def sample(self, params: Tensor, generator: torch.Generator | None) -> Tensor:
-        u = torch.rand(params.shape, generator=generator, device=params.device)
-        return torch.where(u < torch.sigmoid(params), 1.0, -1.0)
-
+# ----------------------------------------------------------------------------- pixel likelihoods and the KL
+# Each pixel model turns the decoder's output (B, P, H, W) into log p(x|z) summed over pixels (B,),
+# a mean image, or a sampled image; genzoo/pixels.py holds them.
 
 PIXEL_MODELS = {"logistic": DiscretizedLogistic, "categorical": Categorical256, "bernoulli": Bernoulli}
 
 
-def gaussian_kl(mu: Tensor, log_var: Tensor) -> Tensor:
+def kl_to_standard_normal(mu: Tensor, log_var: Tensor) -> Tensor:
     """KL(N(mu, diag(exp(log_var))) || N(0, I)) per row: (B, D) -> (B,) nats (K&W 2014, appendix B)."""
     return 0.5 * (mu.pow(2) + log_var.exp() - 1 - log_var).sum(dim=1)
 
@@ -244,7 +161,7 @@ class VAE(GenerativeModel):
         mu, log_var = self.encode(x, y)  # (B, D) each
         z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)  # K&W 2014, eq. 10
         recon = -self.pixels.log_prob(self.decoder_params(z, y), x)  # (B,) -log p(x|z)
-        kl = gaussian_kl(mu, log_var)  # (B,) K&W 2014, appendix B
+        kl = kl_to_standard_normal(mu, log_var)  # (B,) K&W 2014, appendix B
         loss = (recon + self.beta * kl).mean()  # beta-VAE objective
         nelbo = (recon + kl).mean().item()  # the true bound, whatever beta is
         metrics = {

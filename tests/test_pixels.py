@@ -1,0 +1,107 @@
+"""8-bit pixels: the levels, and that every pixel likelihood is a proper distribution over them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from genzoo.pixels import (
+    HALF_BIN,
+    LEVELS,
+    Bernoulli,
+    Categorical256,
+    DiscretizedLogistic,
+    discretized_gaussian_log_likelihood,
+    from_uint8,
+    quantize,
+    to_uint8,
+)
+
+LEVEL_CENTRES = torch.arange(LEVELS).float() / 127.5 - 1  # level k at k / 127.5 - 1
+
+
+# -- the levels ----------------------------------------------------------------------------------
+
+
+def test_quantize_puts_level_k_at_its_centre_and_is_idempotent():
+    assert torch.equal(quantize(LEVEL_CENTRES), LEVEL_CENTRES)
+    assert torch.equal(from_uint8(torch.arange(LEVELS, dtype=torch.uint8)), LEVEL_CENTRES)
+    x = torch.rand(10_000, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    q = quantize(x)
+    assert torch.equal(quantize(q), q)
+    assert (q - x).abs().max() <= HALF_BIN + 1e-6  # the nearest level: within half a bin
+    assert torch.equal(q, from_uint8(to_uint8(x)))  # the same level as the uint8 round trip
+
+
+# -- the decoder likelihoods ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pixels", [DiscretizedLogistic(1), DiscretizedLogistic(4), Categorical256()])
+def test_8_bit_pixel_probabilities_sum_to_one(pixels):
+    """For each pixel, p(level) summed over the 256 levels is 1, also for extreme parameters."""
+    g = torch.Generator().manual_seed(0)
+    params = torch.randn(12, pixels.params_per_pixel, 1, 1, generator=g) * 3  # 12 one-pixel images
+    if isinstance(pixels, DiscretizedLogistic):
+        M = pixels.n_mix
+        params[:4, M : 2 * M] = torch.tensor([-3.0, 2.0, 0.9999, -0.5]).view(4, 1, 1, 1)  # means off the grid
+        params[4:8, 2 * M :] = torch.tensor([-9.0, -5.0, 3.0, 6.0]).view(4, 1, 1, 1)  # tiny and huge scales
+    x = LEVEL_CENTRES.view(256, 1, 1, 1, 1).expand(256, 12, 1, 1, 1).reshape(256 * 12, 1, 1, 1)
+    log_p = pixels.log_prob(params.repeat(256, 1, 1, 1), x).view(256, 12)
+    torch.testing.assert_close(log_p.logsumexp(0).exp(), torch.ones(12), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("pixels", [DiscretizedLogistic(2), Categorical256()])
+def test_8_bit_pixel_samples_lie_on_the_levels(pixels):
+    params = torch.randn(3, pixels.params_per_pixel, 4, 4, generator=torch.Generator().manual_seed(0))
+    x = pixels.sample(params, torch.Generator().manual_seed(1))
+    assert x.shape == (3, 1, 4, 4) and torch.equal(quantize(x), x) and x.abs().max() <= 1
+
+
+def test_discretized_logistic_matches_cdf_differences():
+    """The stable log-space formula equals P(bin) = sigmoid(upper) - sigmoid(lower) in float64."""
+    g = torch.Generator().manual_seed(1)
+    pixels = DiscretizedLogistic(2)
+    params = torch.randn(2, 6, 5, 5, generator=g).double()
+    params[:, 4:] = params[:, 4:] - 2.0  # scales around e^-2: bins are resolved, not tails only
+    x = torch.randint(0, 256, (2, 1, 5, 5), generator=g).double() / 127.5 - 1
+    x[0, 0, 0] = -1.0
+    x[0, 0, 1] = 1.0  # both end bins appear
+    logits, mu, log_s = params.chunk(3, dim=1)
+    s = log_s.exp()
+    upper = torch.where(x > 0.999, 1.0, torch.sigmoid((x + 1 / 255 - mu) / s))
+    lower = torch.where(x < -0.999, 0.0, torch.sigmoid((x - 1 / 255 - mu) / s))
+    p = (torch.softmax(logits, dim=1) * (upper - lower)).sum(1)  # (B, H, W)
+    torch.testing.assert_close(pixels.log_prob(params, x), p.log().sum((1, 2)), atol=1e-8, rtol=1e-8)
+
+
+def test_bernoulli_probabilities_sum_to_one_and_binarise():
+    pixels = Bernoulli()
+    params = torch.randn(6, 1, 1, 1, generator=torch.Generator().manual_seed(0)) * 4  # 6 one-pixel images
+    on, off = torch.ones(6, 1, 1, 1), -torch.ones(6, 1, 1, 1)
+    total = pixels.log_prob(params, on).exp() + pixels.log_prob(params, off).exp()
+    torch.testing.assert_close(total, torch.ones(6))
+    x = torch.rand(6, 1, 1, 1) * 2 - 1  # any grey level counts as its binarised value
+    binarised = torch.where(x > 0, 1.0, -1.0)
+    torch.testing.assert_close(pixels.log_prob(params, x), pixels.log_prob(params, binarised))
+
+
+# -- the discretized Gaussian --------------------------------------------------------------------
+
+
+def test_discretized_gaussian_sums_to_one_over_the_256_levels():
+    for mean, std in [(0.0, 0.01), (0.9999, 0.003), (-1.3, 0.05), (2.5, 0.01), (0.3, 3.0), (-0.21, 1e-4)]:
+        log_p = discretized_gaussian_log_likelihood(LEVEL_CENTRES, torch.full((256,), mean), torch.tensor(std))
+        assert log_p.logsumexp(0).exp().item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_discretized_gaussian_matches_a_direct_cdf_difference():
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randint(0, 256, (200,), generator=g).float() / 127.5 - 1
+    mean = x0 + 0.02 * torch.randn(200, generator=g)
+    std = torch.tensor(0.015)
+    normal = torch.distributions.Normal(mean.double(), std.double())
+    upper = torch.where(x0 > 0.999, 1.0, normal.cdf(x0.double() + 1 / 255))
+    lower = torch.where(x0 < -0.999, 0.0, normal.cdf(x0.double() - 1 / 255))
+    expected = torch.log(upper - lower)
+    log_p = discretized_gaussian_log_likelihood(x0, mean, std)
+    torch.testing.assert_close(log_p.double(), expected, atol=1e-3, rtol=1e-4)
