@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genzoo.data import read_idx
+from genzoo.sources import read_idx
 
 ASSETS = Path(__file__).resolve().parents[1] / "genzoo" / "assets"
 DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data"

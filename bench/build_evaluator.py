@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from genzoo.config import DataConfig
-from genzoo.data import shipped_mnist, load_data
 from genzoo.evaluator import EVALUATOR_FORMAT, EVALUATOR_VERSION, EvaluatorNet, evaluator_path
-from genzoo.specs import from_uint8
+from genzoo.pixels import from_uint8
+from genzoo.sources import load_data, shipped_mnist
 
 
 def distort(x: Tensor, generator: torch.Generator) -> Tensor:
@@ -78,16 +78,16 @@ def training_data(dataset: str, data_root: str | None) -> tuple[Tensor, Tensor, 
     """Training images and labels, the held-out sets to measure on, and a line saying what was used."""
     if dataset == "mnist":
         shipped = shipped_mnist()
-        heldout = {"shipped_heldout_500": (shipped.test_images, shipped.test_labels)}
+        heldout = {"shipped_heldout_500": (shipped.test_x, shipped.test_y)}
         if data_root:
             full = load_data(DataConfig(name="mnist", download=False), data_root)
-            if len(full.test_images) == 10_000:
-                heldout["mnist_test_10000"] = (full.test_images, full.test_labels)
+            if len(full.test_x) == 10_000:
+                heldout["mnist_test_10000"] = (full.test_x, full.test_y)
         trained_on = "the 4,500-digit training split of genzoo/assets/mnist_5k.npz"
-        return shipped.train_images, shipped.train_labels, heldout, trained_on
+        return shipped.train_x, shipped.train_y, heldout, trained_on
     data = load_data(DataConfig(name=dataset, download=False), data_root)
-    heldout = {f"{dataset}_test_{len(data.test_labels)}": (data.test_images, data.test_labels)}
-    return data.train_images, data.train_labels, heldout, f"{data.source}, training split"
+    heldout = {f"{dataset}_test_{len(data.test_y)}": (data.test_x, data.test_y)}
+    return data.train_x, data.train_y, heldout, f"{data.source}, training split"
 
 
 def main() -> None:

@@ -33,10 +33,10 @@ import torch
 
 from genzoo.checkpoint import load_model
 from genzoo.cli import train_arguments
-from genzoo.data import load_data
 from genzoo.metrics import heldout_nll
-from genzoo.specs import from_uint8
+from genzoo.pixels import from_uint8
 from genzoo.runtime import cpu_name, peak_rss_mb
+from genzoo.sources import load_data
 from harness import sample_quality, seconds_per_image, train  # bench/harness.py
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +59,7 @@ def main() -> int:
         info = {"run_dir": args.from_run, "data": data.source, "sample_options": dict(cfg.sample)}
     else:
         run, info, data = train(args)
-        model = run.sampler.eval()
+        model = run.sampling_model.eval()
     record = {"benchmark": "ddpm_mnist", "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "machine": f"{cpu_name()}, {torch.get_num_threads()} threads", "torch": torch.__version__,
               "command": " ".join([Path(sys.executable).name] + sys.argv), **info}
@@ -116,7 +116,7 @@ def measure_quality(model, data, n: int, out: Path, record: dict) -> None:
             setting = {**options, "sampler": "ddim", "steps": steps, "guidance": w}
             record["quality"].append(sample_quality(model, n, data, evaluator, grid, **setting))
             print(f"quality: {record['quality'][-1]}", flush=True)
-    record["quality_references"] = reference_points(from_uint8(data.train_images), data.test_images, evaluator, n)
+    record["quality_references"] = reference_points(from_uint8(data.train_x), data.test_x, evaluator, n)
     print(f"references: {record['quality_references']}", flush=True)
 
 

@@ -32,10 +32,10 @@ import torch
 from genzoo.checkpoint import load_model
 from genzoo.cli import train_arguments
 from genzoo.config import DataConfig
-from genzoo.data import load_data
 from genzoo.models.ebm import ood_auroc
-from genzoo.specs import from_uint8
+from genzoo.pixels import from_uint8
 from genzoo.runtime import cpu_name, peak_rss_mb
+from genzoo.sources import load_data
 from harness import sample_quality, seconds_per_image, train  # bench/harness.py
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def main() -> int:
         info = {"run_dir": args.from_run, "data": data.source, "sample_options": dict(cfg.sample)}
     else:
         run, info, data = train(args)
-        model = run.sampler.eval()
+        model = run.sampling_model.eval()
     record = {"benchmark": "ebm_mnist", "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "machine": f"{cpu_name()}, {torch.get_num_threads()} threads", "torch": torch.__version__,
               "command": " ".join([Path(sys.executable).name] + sys.argv), **info}
@@ -94,17 +94,17 @@ def measure_quality(model, data, n: int, out: Path, settings: dict, record: dict
         grid = out.with_name(f"{out.stem}_{name}.png")
         record["quality"][name] = sample_quality(model, n, data, evaluator, grid, batch_size=500, **options)
         print(f"quality ({name}): {record['quality'][name]}", flush=True)
-    real = from_uint8(data.test_images)
-    record["quality_references"] = reference_points(from_uint8(data.train_images), real, evaluator, n)
+    real = from_uint8(data.test_x)
+    record["quality_references"] = reference_points(from_uint8(data.train_x), real, evaluator, n)
     print(f"references: {record['quality_references']}", flush=True)
 
 
 def measure_ood(model, data, data_root: str | None, record: dict) -> None:
     started = time.perf_counter()
     fashion = load_data(DataConfig(name="fashion_mnist"), data_root)
-    auc = ood_auroc(model, from_uint8(data.test_images), from_uint8(fashion.test_images))
-    record["ood"] = {"in": "MNIST test", "out": "FashionMNIST test", "in_images": len(data.test_images),
-                     "out_images": len(fashion.test_images), "auroc": auc, "seconds": time.perf_counter() - started}
+    auc = ood_auroc(model, from_uint8(data.test_x), from_uint8(fashion.test_x))
+    record["ood"] = {"in": "MNIST test", "out": "FashionMNIST test", "in_images": len(data.test_x),
+                     "out_images": len(fashion.test_x), "auroc": auc, "seconds": time.perf_counter() - started}
     print(f"OOD: {record['ood']}", flush=True)
 
 

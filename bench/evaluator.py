@@ -19,11 +19,11 @@ import time
 import torch
 
 from genzoo.config import DataConfig
-from genzoo.data import load_data
 from genzoo.evaluator import load_evaluator
 from genzoo.metrics import image_metrics, reference_points
+from genzoo.pixels import from_uint8
 from genzoo.runtime import machine
-from genzoo.specs import from_uint8
+from genzoo.sources import load_data
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     data = load_data(DataConfig(name=args.dataset, download=False), args.data_root)
     evaluator = load_evaluator(args.dataset)
-    test, train = from_uint8(data.test_images), from_uint8(data.train_images)
+    test, train = from_uint8(data.test_x), from_uint8(data.train_x)
     # Stand-in samples: n training images drawn with replacement and distorted by 8-bit noise, so the
     # features are as varied as a model's samples (the time does not depend on what they look like).
     generator = torch.Generator().manual_seed(0)

@@ -30,9 +30,9 @@ import torch
 
 from genzoo.checkpoint import load_model
 from genzoo.cli import train_arguments
-from genzoo.data import load_data
-from genzoo.specs import from_uint8
+from genzoo.pixels import from_uint8
 from genzoo.runtime import cpu_name, peak_rss_mb
+from genzoo.sources import load_data
 from harness import sample_quality, seconds_per_image, train  # bench/harness.py
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def main() -> int:
         info = {"run_dir": args.from_run, "data": data.source, "sample_options": dict(cfg.sample)}
     else:
         run, info, data = train(args)
-        models = {"ema": run.sampler.eval(), "raw": run.model.eval()}
+        models = {"ema": run.sampling_model.eval(), "raw": run.model.eval()}
     record = {"benchmark": "gan_mnist", "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "machine": f"{cpu_name()}, {torch.get_num_threads()} threads", "torch": torch.__version__,
               "command": " ".join([Path(sys.executable).name] + sys.argv), **info}
@@ -87,7 +87,7 @@ def measure_quality(models: dict, data, n: int, out: Path, record: dict) -> None
         quality = sample_quality(models[which], n, data, evaluator, grid, **{**options, "truncation": truncation})
         record["quality"].append({"weights": which, **quality})
         print(f"quality: {record['quality'][-1]}", flush=True)
-    record["quality_references"] = reference_points(from_uint8(data.train_images), data.test_images, evaluator, n)
+    record["quality_references"] = reference_points(from_uint8(data.train_x), data.test_x, evaluator, n)
     print(f"references: {record['quality_references']}", flush=True)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from genzoo.cli import make_trainer
-from genzoo.specs import from_uint8, to_uint8
+from genzoo.pixels import from_uint8, to_uint8
 
 
 def train(args: Any) -> tuple[Any, dict, Any]:
@@ -24,7 +24,7 @@ def train(args: Any) -> tuple[Any, dict, Any]:
     run = trainer.fit()
     info = {"steps": run.step, "train_seconds": trainer.elapsed, "train_wall_seconds": time.perf_counter() - started,
             "run_dir": str(run.run_dir), "data": trainer.data.source, "sample_options": dict(trainer.cfg.sample),
-            "parameters": sum(p.numel() for p in run.sampler.parameters())}
+            "parameters": sum(p.numel() for p in run.sampling_model.parameters())}
     return run, info, trainer.data
 
 
@@ -52,4 +52,4 @@ def sample_quality(model: Any, n: int, data: Any, evaluator: Any, grid: Path, ba
                          for _ in range(n // batch_size)])
     seconds = time.perf_counter() - started
     data.spec.save_samples(samples[:100], grid)
-    return {"options": options, "sampling_seconds": seconds, **image_metrics(samples, data.test_images, evaluator)}
+    return {"options": options, "sampling_seconds": seconds, **image_metrics(samples, data.test_x, evaluator)}

@@ -37,7 +37,7 @@ from matmul_peak import gflops as matmul_gflops  # noqa: E402
 
 from genzoo.checkpoint import build_model  # noqa: E402
 from genzoo.config import config_to_dict, load_config  # noqa: E402
-from genzoo.data import load_data  # noqa: E402
+from genzoo.sources import load_data  # noqa: E402
 from genzoo.trainer import Trainer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

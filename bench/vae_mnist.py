@@ -60,9 +60,9 @@ def main() -> int:
     started = time.perf_counter()
     run = trainer.fit()
     wall_train = time.perf_counter() - started
-    result = evaluate(run.sampler, trainer.data, args.k, args.eval_batch)
+    result = evaluate(run.sampling_model, trainer.data, args.k, args.eval_batch)
     grid = trainer.data.spec.save_samples(
-        run.sampler.sample(64, generator=torch.Generator().manual_seed(0), **trainer.cfg.sample),
+        run.sampling_model.sample(64, generator=torch.Generator().manual_seed(0), **trainer.cfg.sample),
         Path(args.json).with_suffix(".png"),
     )
     result = {

@@ -52,7 +52,7 @@ def train_arguments(default_config: str | None = None) -> argparse.ArgumentParse
 
 def make_trainer(args: argparse.Namespace) -> Trainer:
     """Config -> data -> model -> Trainer, resuming from ``args.resume`` when given."""
-    from genzoo.data import load_data
+    from genzoo.sources import load_data
 
     if args.resume:
         run_dir = Path(args.resume)
@@ -190,8 +190,8 @@ def cmd_compare(argv: Sequence[str]) -> int:
 
 def train_defaults(families: list[str], minutes: float, out: Path, data_root: str | None) -> list[Path]:
     """Train each family's default config for ``minutes`` (or its max_steps, if sooner) into out/<family>."""
-    from genzoo.data import load_data
     from genzoo.models import FAMILIES
+    from genzoo.sources import load_data
 
     runs = []
     for family in families:
@@ -222,7 +222,7 @@ def cmd_list(argv: Sequence[str]) -> int:
 
 
 def cmd_data(argv: Sequence[str]) -> int:
-    from genzoo.data import describe_datasets
+    from genzoo.sources import describe_datasets
 
     parser = argparse.ArgumentParser(prog="genzoo data", description="Where each dataset is, and its state.")
     parser.add_argument("--data-root", help="dataset folder (default: $GENZOO_DATA, then ~/.cache/genzoo)")

@@ -21,14 +21,16 @@ from torch import Tensor
 
 from genzoo.checkpoint import load_model
 from genzoo.config import check_options
-from genzoo.data import Data, ImageData, load_data
+from genzoo.data import Data, ExampleData
 from genzoo.errors import CheckpointError
 from genzoo.evaluator import evaluator_path, load_evaluator
 from genzoo.metrics import heldout_nll, image_metrics, mean_metrics, reference_points
 from genzoo.model import GenerativeModel
+from genzoo.pixels import from_uint8, to_uint8
 from genzoo.plots import read_metrics
 from genzoo.runtime import machine, peak_memory_mb, pick_device
-from genzoo.specs import TextSpec, from_uint8, to_uint8
+from genzoo.sources import load_data
+from genzoo.specs import TextSpec
 
 
 def evaluate_run(
@@ -98,7 +100,7 @@ def draw_images(
 
 
 def image_report(
-    model: GenerativeModel, data: ImageData, n: int, options: dict[str, Any], generator: torch.Generator, run: Path
+    model: GenerativeModel, data: ExampleData, n: int, options: dict[str, Any], generator: torch.Generator, run: Path
 ) -> dict[str, Any]:
     model.eval()
     samples, seconds = draw_images(model, n, options, generator)
@@ -108,16 +110,16 @@ def image_report(
         report["quality"] = {"skipped": f"genzoo ships no evaluator for {data.spec.name}"}
         return report
     evaluator = load_evaluator(data.spec.name)
-    real = from_uint8(data.test_images)
+    real = from_uint8(data.test_x)
     started = time.perf_counter()
     quality = image_metrics(samples, real, evaluator)
     quality["seconds"] = round(time.perf_counter() - started, 3)
     report["quality"] = {"evaluator": evaluator.name, "evaluator_accuracy": evaluator.accuracy, **quality}
-    report["references"] = reference_points(from_uint8(data.train_images), real, evaluator, n)
+    report["references"] = reference_points(from_uint8(data.train_x), real, evaluator, n)
     return report
 
 
-def likelihood_report(model: GenerativeModel, data: ImageData, options: dict[str, Any]) -> dict[str, Any]:
+def likelihood_report(model: GenerativeModel, data: ExampleData, options: dict[str, Any]) -> dict[str, Any]:
     """Bits/dim of the whole test set, labelled exact or bound; skipped where there is none to compute."""
     if model.likelihood == "none":
         return {"kind": "none"}

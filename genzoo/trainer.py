@@ -30,32 +30,40 @@ from genzoo.plots import plot_metrics
 from genzoo.runtime import peak_memory_mb, pick_device
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> LambdaLR:
-    """Learning rate factor: linear warmup over ``warmup_steps``, then cosine decay to ``min_lr_ratio``."""
-    warmup, total, floor = cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return LambdaLR(optimizer, factor)
-
-
 @dataclass
 class Run:
     """What ``Trainer.fit`` leaves behind."""
 
     run_dir: Path
     model: GenerativeModel  # the trained weights
-    sampler: GenerativeModel  # the EMA weights when EMA is on, else ``model``
+    sampling_model: GenerativeModel  # the EMA weights when EMA is on, else ``model``
     step: int
     best_val: float
     interrupted: bool
 
 
 class Trainer:
+    """Trains any ``GenerativeModel`` on any ``Data``.
+
+    The call chain of one run::
+
+        fit()
+          _train_until(stop_at)                  every step:
+            _train_step()                        next(stream) -> model.training_step(batch, optimizers, step, clip)
+                                                 then the schedulers' step and the EMA update
+            _validate_and_log()                  every eval_every steps: validation_metrics() -> model.evaluate(batch),
+                                                 and data.score_samples(model.sample(...)) where the data scores samples
+            save_samples()                       every sample_every steps: model.sample -> data.spec.save_samples
+            save()                               every checkpoint_every steps: state_dict() -> last.pt
+          _finish()                              a last validation, samples and last.pt
+
+    What it expects of ``data``: ``spec`` (``save_samples``, ``to_dict``), ``train_stream(batch_size,
+    seed)`` (an iterator of ``(x, y)`` batches with ``state_dict``/``load_state_dict``),
+    ``val_batches(batch_size, n_batches)``, and ``samples_to_score`` / ``score_samples(x)``.
+    Of the model: ``configure_optimizers``, ``training_step``, ``evaluate`` and ``sample``
+    (``genzoo.model.GenerativeModel``).
+    """
+
     def __init__(self, model: GenerativeModel, data: Any, cfg: Config, run_dir: str | Path):
         self.cfg, self.tcfg, self.data = cfg, cfg.train, data
         self.run_dir = Path(run_dir)
@@ -74,10 +82,130 @@ class Trainer:
         self.step, self.elapsed, self.best_val = 0, 0.0, math.inf
 
     @property
-    def sampler(self) -> GenerativeModel:
+    def sampling_model(self) -> GenerativeModel:
+        """The weights that validation and samples use: the EMA when kept, else the trained ones."""
         return self.ema.module if self.ema is not None else self.model
 
-    # ----------------------------------------------------------------------------- checkpoints
+    # ----------------------------------------------------------------------------- the loop
+    def fit(self, stop_at: int | None = None) -> Run:
+        """Train until ``max_steps`` (or ``stop_at``), the ``max_minutes`` budget, or Ctrl-C.
+
+        Ctrl-C saves ``last.pt`` and returns cleanly; ``resume`` continues from it exactly.
+        """
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.toml").write_text(to_toml(config_to_dict(self.cfg)))
+        stop_at = min(stop_at or self.tcfg.max_steps, self.tcfg.max_steps)
+        interrupted = False
+        bar = tqdm(total=stop_at, initial=self.step, desc=self.cfg.family, dynamic_ncols=True, mininterval=1.0)
+        try:
+            self._train_until(stop_at, bar)
+        except KeyboardInterrupt:
+            interrupted = True
+            bar.write(f"interrupted at step {self.step}; saved {self.save()} (resume with --resume {self.run_dir})")
+        finally:
+            bar.close()
+        if not interrupted:
+            self._finish()
+        return Run(self.run_dir, self.model, self.sampling_model, self.step, self.best_val, interrupted)
+
+    def _train_until(self, stop_at: int, bar: tqdm) -> None:
+        window: list[dict[str, float]] = []  # the train metrics since the last log line
+        while self.step < stop_at and not self._out_of_time():
+            started = time.perf_counter()
+            window.append(self._train_step())
+            self.elapsed += time.perf_counter() - started
+            self.step += 1
+            bar.update(1)
+            if self.step % self.tcfg.log_every == 0 or self.step == stop_at:
+                self._log("train", mean_metrics(window))
+                bar.set_postfix(loss=f"{window[-1]['loss']:.4f}")
+                window = []
+            if self.step % self.tcfg.eval_every == 0:
+                bar.write(self._validate_and_log())
+            if self.step % self.tcfg.sample_every == 0:
+                self.save_samples()
+            if self.step % self.tcfg.checkpoint_every == 0:
+                self.save()
+
+    def _train_step(self) -> dict[str, float]:
+        x, y = next(self.stream)
+        batch = (x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True))
+        self.model.train()
+        with self._autocast():
+            metrics = self.model.training_step(batch, self.optimizers, self.step, self.tcfg.grad_clip)
+        for sched in self.schedulers.values():
+            sched.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return metrics
+
+    def _finish(self) -> None:
+        """End of training: a last validation, samples and checkpoint."""
+        tqdm.write(self._validate_and_log())
+        self.save_samples()
+        self.save()
+
+    def _out_of_time(self) -> bool:
+        return self.tcfg.max_minutes > 0 and self.elapsed >= 60 * self.tcfg.max_minutes
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        # bf16 autocast only on CUDA: on CPUs without AMX it is far slower than fp32.
+        if self.device.type == "cuda" and self.tcfg.autocast:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # ----------------------------------------------------------------------------- evaluation and output
+    def validation_metrics(self) -> dict[str, float]:
+        """Mean validation metrics of the sampling weights over ``eval_batches`` fixed batches, and the
+        data's sample scores (the ring's modes) where it has them."""
+        model = self.sampling_model
+        model.eval()
+        with self._fork_rng(), self._autocast():
+            batches = self.data.val_batches(self.cfg.data.batch_size, self.tcfg.eval_batches)
+            metrics = mean_metrics(
+                [model.evaluate((x.to(self.device), y.to(self.device))) for x, y in batches]
+            )
+            if self.data.samples_to_score:
+                generator = torch.Generator(self.device).manual_seed(self.tcfg.seed)
+                samples = model.sample(self.data.samples_to_score, generator=generator, **self.cfg.sample)
+                metrics.update(self.data.score_samples(samples))
+        return metrics
+
+    def _validate_and_log(self) -> str:
+        """Validate, append to ``metrics.jsonl``, keep ``best.pt``, redraw ``loss.png``; the line to show."""
+        metrics = self.validation_metrics()
+        self._log("val", metrics)
+        if metrics["loss"] < self.best_val:
+            self.best_val = metrics["loss"]
+            self.save("best.pt")
+        plot_metrics(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        return f"step {self.step}: val {shown}"
+
+    def save_samples(self) -> Path:
+        """A sample grid (images) or text file (tokens) from a fixed seed, so grids compare over time."""
+        model = self.sampling_model
+        model.eval()
+        (self.run_dir / "samples").mkdir(exist_ok=True)
+        generator = torch.Generator(self.device).manual_seed(self.tcfg.seed)
+        with self._fork_rng(), self._autocast():
+            x = model.sample(self.tcfg.n_samples, generator=generator, **self.cfg.sample)
+        return self.data.spec.save_samples(x, self.run_dir / "samples" / f"step_{self.step:06d}")
+
+    def _log(self, split: str, metrics: dict[str, float]) -> None:
+        record = {"step": self.step, "split": split, "time_s": round(self.elapsed, 3), **metrics}
+        record["peak_memory_mb"] = round(peak_memory_mb(self.device), 1)
+        if split == "train":
+            record["lr"] = next(iter(self.schedulers.values())).get_last_lr()[0]
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _fork_rng(self) -> contextlib.AbstractContextManager:
+        """Evaluation and sampling must not move the training RNG, or resuming would not be exact."""
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        return torch.random.fork_rng(devices=devices)
+
+    # ----------------------------------------------------------------------------- checkpoint state
     def state_dict(self) -> dict[str, Any]:
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
@@ -120,122 +248,18 @@ class Trainer:
         save_checkpoint(self.state_dict(), path)
         return path
 
-    # ----------------------------------------------------------------------------- the loop
-    def fit(self, stop_at: int | None = None) -> Run:
-        """Train until ``max_steps`` (or ``stop_at``), the ``max_minutes`` budget, or Ctrl-C.
 
-        Ctrl-C saves ``last.pt`` and returns cleanly; ``resume`` continues from it exactly.
-        """
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.toml").write_text(to_toml(config_to_dict(self.cfg)))
-        stop_at = min(stop_at or self.tcfg.max_steps, self.tcfg.max_steps)
-        interrupted = False
-        bar = tqdm(total=stop_at, initial=self.step, desc=self.cfg.family, dynamic_ncols=True, mininterval=1.0)
-        try:
-            self._loop(stop_at, bar)
-        except KeyboardInterrupt:
-            interrupted = True
-            bar.write(f"interrupted at step {self.step}; saved {self.save()} (resume with --resume {self.run_dir})")
-        finally:
-            bar.close()
-        if not interrupted:
-            self._finish()
-        return Run(self.run_dir, self.model, self.sampler, self.step, self.best_val, interrupted)
+def warmup_cosine(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> LambdaLR:
+    """Learning rate factor: linear warmup over ``warmup_steps``, then cosine decay to ``min_lr_ratio``."""
+    warmup, total, floor = cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio
 
-    def _loop(self, stop_at: int, bar: tqdm) -> None:
-        window: list[dict[str, float]] = []
-        while self.step < stop_at and not self._out_of_time():
-            started = time.perf_counter()
-            window.append(self._train_step())
-            self.elapsed += time.perf_counter() - started
-            self.step += 1
-            bar.update(1)
-            if self.step % self.tcfg.log_every == 0 or self.step == stop_at:
-                self._log("train", mean_metrics(window))
-                bar.set_postfix(loss=f"{window[-1]['loss']:.4f}")
-                window = []
-            if self.step % self.tcfg.eval_every == 0:
-                bar.write(self._validate())
-            if self.step % self.tcfg.sample_every == 0:
-                self._save_samples()
-            if self.step % self.tcfg.checkpoint_every == 0:
-                self.save()
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
-    def _train_step(self) -> dict[str, float]:
-        x, y = next(self.stream)
-        batch = (x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True))
-        self.model.train()
-        with self._autocast():
-            metrics = self.model.training_step(batch, self.optimizers, self.step, self.tcfg.grad_clip)
-        for sched in self.schedulers.values():
-            sched.step()
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)
-        return metrics
-
-    def _finish(self) -> None:
-        """End of training: a last validation, samples, checkpoints and the loss plot."""
-        tqdm.write(self._validate())
-        self._save_samples()
-        self.save()
-
-    def _out_of_time(self) -> bool:
-        return self.tcfg.max_minutes > 0 and self.elapsed >= 60 * self.tcfg.max_minutes
-
-    def _fork_rng(self) -> contextlib.AbstractContextManager:
-        """Evaluation and sampling must not move the training RNG, or resuming would not be exact."""
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        return torch.random.fork_rng(devices=devices)
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        # bf16 autocast only on CUDA: on CPUs without AMX it is far slower than fp32.
-        if self.device.type == "cuda" and self.tcfg.autocast:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    # ----------------------------------------------------------------------------- evaluation and output
-    def validate(self) -> dict[str, float]:
-        """Mean validation metrics of the sampling weights over ``eval_batches`` fixed batches."""
-        model = self.sampler
-        model.eval()
-        with self._fork_rng(), self._autocast():
-            batches = self.data.val_batches(self.cfg.data.batch_size, self.tcfg.eval_batches)
-            metrics = mean_metrics(
-                [model.evaluate((x.to(self.device), y.to(self.device))) for x, y in batches]
-            )
-            if self.data.samples_to_score:
-                generator = torch.Generator(self.device).manual_seed(self.tcfg.seed)
-                samples = model.sample(self.data.samples_to_score, generator=generator, **self.cfg.sample)
-                metrics.update(self.data.score_samples(samples))
-        return metrics
-
-    def _validate(self) -> str:
-        metrics = self.validate()
-        self._log("val", metrics)
-        if metrics["loss"] < self.best_val:
-            self.best_val = metrics["loss"]
-            self.save("best.pt")
-        plot_metrics(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-        return f"step {self.step}: val {shown}"
-
-    def _save_samples(self) -> Path:
-        """A sample grid (images) or text file (tokens) from a fixed seed, so grids compare over time."""
-        model = self.sampler
-        model.eval()
-        (self.run_dir / "samples").mkdir(exist_ok=True)
-        generator = torch.Generator(self.device).manual_seed(self.tcfg.seed)
-        with self._fork_rng(), self._autocast():
-            x = model.sample(self.tcfg.n_samples, generator=generator, **self.cfg.sample)
-        return self.data.spec.save_samples(x, self.run_dir / "samples" / f"step_{self.step:06d}")
-
-    def _log(self, split: str, metrics: dict[str, float]) -> None:
-        record = {"step": self.step, "split": split, "time_s": round(self.elapsed, 3), **metrics}
-        record["peak_memory_mb"] = round(peak_memory_mb(self.device), 1)
-        if split == "train":
-            record["lr"] = next(iter(self.schedulers.values())).get_last_lr()[0]
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+    return LambdaLR(optimizer, factor)
 
 
 def compile_networks(model: torch.nn.Module) -> None:

@@ -64,10 +64,11 @@ def show_lines(*needles: str) -> None:
 
 
 def show_source(obj) -> None:
-    """Print a function or class of the family file with the file's line numbers."""
+    """Print a function or class with its file's name and line numbers."""
     lines, start = inspect.getsourcelines(obj)
+    name = Path(inspect.getsourcefile(obj)).name
     for i, line in enumerate(lines, start):
-        print(f"{FILE}:{i:<4d}{line}", end="")
+        print(f"{name}:{i:<4d}{line}", end="")
 '''
 
 # The image-grid helper of the image notebooks' setup cell (appended to SETUP_HELPERS there).
@@ -148,10 +149,10 @@ VAE_CELLS = [
         import genzoo.models.vae as vae_file
         from genzoo.checkpoint import build_model
         from genzoo.config import load_config
-        from genzoo.data import load_data
         from genzoo.metrics import heldout_nll
-        from genzoo.models.vae import DiscretizedLogistic
+        from genzoo.pixels import DiscretizedLogistic
         from genzoo.plots import read_metrics
+        from genzoo.sources import load_data
         from genzoo.trainer import Trainer
         """,
         "genzoo.models.vae",
@@ -174,7 +175,7 @@ VAE_CELLS = [
         overrides = ["train.max_steps=40", "train.eval_every=15"] if SHORT else ["train.max_steps=2400"]
         cfg = load_config(ROOT / "configs" / "vae_mnist.toml", overrides)
         data = load_data(cfg.data)
-        print(f"{data.spec.name}: {len(data.train_images):,} training and {len(data.test_images):,} test digits")
+        print(f"{data.spec.name}: {len(data.train_x):,} training and {len(data.test_x):,} test digits")
         print(cfg.model)
         """
     ),
@@ -182,7 +183,7 @@ VAE_CELLS = [
         """
         x, y = next(data.train_stream(32, seed=0))  # a batch is (images, labels)
         show_images(x, nrow=16, title=f"training digits, labels {y[:16].tolist()} ...")
-        levels = data.train_images
+        levels = data.train_x
         print(f"pixels exactly black (level 0): {(levels == 0).float().mean():.1%}, "
               f"exactly white (255): {(levels == 255).float().mean():.1%}")
         """
@@ -244,7 +245,7 @@ VAE_CELLS = [
     code(
         """
         show_lines("K&W 2014, appendix B")
-        show_source(vae_file.gaussian_kl)
+        show_source(vae_file.kl_to_standard_normal)
         """
     ),
     md(
@@ -312,7 +313,7 @@ VAE_CELLS = [
         r"""
         ## 4. The decoder's likelihood: a distribution over 8-bit levels
 
-        `vae.py` offers three pixel models and the config picks one (`decoder`). The default, the
+        `vae.py` offers three pixel models (from `genzoo/pixels.py`) and the config picks one (`decoder`). The default, the
         **discretized logistic mixture** (Salimans et al. 2017, PixelCNN++, eq. 2), gives level $k$, at $x = k/127.5 - 1$, the probability mass of a logistic distribution
         (mean $m$, scale $s$, CDF $F(u) = 1 / (1 + e^{-u})$) over the bin of width $2/255$ around $x$:
 
@@ -371,7 +372,7 @@ VAE_CELLS = [
         run_dir = ROOT / "runs" / ("notebook-vae-short" if SHORT else "notebook-vae")
         shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run each time the notebook is run
         run = Trainer(model, data, cfg, run_dir).fit()
-        model = run.sampler.eval()  # the EMA weights if the config keeps them
+        model = run.sampling_model.eval()  # the EMA weights if the config keeps them
         print(f"trained {run.step} steps")
         """
     ),
@@ -494,7 +495,7 @@ VAE_CELLS = [
     code(
         """
         n = 500 if SHORT else 2000
-        images, labels = data.test_images[:n], data.test_labels[:n]
+        images, labels = data.test_x[:n], data.test_y[:n]
         with torch.no_grad():
             mu, _ = model.encode(images.float() / 127.5 - 1)  # (n, D)
         _, _, V = torch.pca_lowrank(mu, q=2)  # centres mu, returns the principal directions
@@ -519,8 +520,8 @@ VAE_CELLS = [
     ),
     code(
         """
-        a, b = int((data.test_labels == 2).nonzero()[0]), int((data.test_labels == 7).nonzero()[0])
-        ends = data.test_images[[a, b]].float() / 127.5 - 1  # (2, 1, 28, 28)
+        a, b = int((data.test_y == 2).nonzero()[0]), int((data.test_y == 7).nonzero()[0])
+        ends = data.test_x[[a, b]].float() / 127.5 - 1  # (2, 1, 28, 28)
         t = torch.linspace(0, 1, 10).view(-1, 1)
         with torch.no_grad():
             mu, _ = model.encode(ends)  # (2, D)
@@ -574,10 +575,10 @@ LM_CELLS = [
         import genzoo.models.transformer as transformer_file
         from genzoo.checkpoint import build_model
         from genzoo.config import load_config
-        from genzoo.data import load_data
         from genzoo.metrics import heldout_nll
         from genzoo.models.transformer import CausalSelfAttention, TransformerLM, apply_rotary, rotary_angles
         from genzoo.plots import read_metrics
+        from genzoo.sources import load_data
         from genzoo.trainer import Trainer
         """,
         "genzoo.models.transformer",
@@ -793,7 +794,7 @@ LM_CELLS = [
         run_dir = ROOT / "runs" / ("notebook-lm-short" if SHORT else "notebook-lm")
         shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run each time the notebook is run
         run = Trainer(model, data, cfg, run_dir).fit()
-        model = run.sampler.eval()  # the EMA weights if the config keeps them
+        model = run.sampling_model.eval()  # the EMA weights if the config keeps them
         print(f"trained {run.step} steps; uniform guess: {math.log2(spec.vocab_size):.2f} bits per character")
         """
     ),
@@ -1006,11 +1007,12 @@ DDPM_CELLS = [
         import genzoo.models.ddpm as ddpm_file
         from genzoo.checkpoint import build_model
         from genzoo.config import load_config
-        from genzoo.data import load_data
         from genzoo.errors import GenzooError
         from genzoo.metrics import heldout_nll
-        from genzoo.models.ddpm import DDPM, NoiseSchedule, discretized_gaussian_log_likelihood
+        from genzoo.models.ddpm import DDPM, NoiseSchedule
+        from genzoo.pixels import discretized_gaussian_log_likelihood
         from genzoo.plots import read_metrics
+        from genzoo.sources import load_data
         from genzoo.trainer import Trainer
         """,
         "genzoo.models.ddpm",
@@ -1048,9 +1050,9 @@ DDPM_CELLS = [
             if SHORT else ["train.max_steps=2000", "train.max_minutes=0"]
         cfg = load_config(ROOT / "configs" / "ddpm_mnist.toml", overrides)
         data = load_data(cfg.data)
-        print(f"{data.spec.name}: {len(data.train_images):,} training and {len(data.test_images):,} test digits")
+        print(f"{data.spec.name}: {len(data.train_x):,} training and {len(data.test_x):,} test digits")
         print(cfg.model)
-        x0 = data.train_images[:1].float() / 127.5 - 1  # one digit, (1, 1, 28, 28) in [-1, 1]
+        x0 = data.train_x[:1].float() / 127.5 - 1  # one digit, (1, 1, 28, 28) in [-1, 1]
         """
     ),
     md(
@@ -1195,7 +1197,7 @@ DDPM_CELLS = [
         shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run each time the notebook is run
         started = time.perf_counter()
         run = Trainer(model, data, cfg, run_dir).fit()
-        model = run.sampler.eval()  # the EMA weights
+        model = run.sampling_model.eval()  # the EMA weights
         print(f"trained {run.step} steps in {time.perf_counter() - started:.0f} s")
         """
     ),
@@ -1287,7 +1289,7 @@ DDPM_CELLS = [
         try:
             from genzoo.evaluator import load_evaluator
             from genzoo.metrics import image_metrics
-            evaluator, real = load_evaluator("mnist"), data.test_images[:1000]
+            evaluator, real = load_evaluator("mnist"), data.test_x[:1000]
         except (ImportError, GenzooError):  # a genzoo without its evaluator: times only
             evaluator = None
         n = 10 if SHORT else 50

@@ -32,13 +32,12 @@ CELLS = [
         import genzoo.models.ebm as ebm_file
         from genzoo.checkpoint import build_model
         from genzoo.config import DataConfig, load_config
-        from genzoo.data import load_data
-        from genzoo.metrics import ring8_quality
         from genzoo.errors import DataError
-        from genzoo.metrics import auroc
+        from genzoo.metrics import auroc, ring8_quality
         from genzoo.models.ebm import EBM, EBMConfig, energy_scores
+        from genzoo.pixels import from_uint8
         from genzoo.plots import read_metrics
-        from genzoo.specs import from_uint8
+        from genzoo.sources import load_data
         from genzoo.trainer import Trainer
         """,
         "genzoo.models.ebm",
@@ -207,7 +206,7 @@ CELLS = [
     ),
     code(
         """
-        show_source(EBM.chain_starts)
+        show_source(ebm_file.ReplayBuffer)
         show_source(EBM.training_step)
         """
     ),
@@ -230,7 +229,7 @@ CELLS = [
             run_dir = ROOT / "runs" / (f"notebook-ebm-{name}" + ("-short" if SHORT else ""))
             shutil.rmtree(run_dir, ignore_errors=True)
             run = Trainer(build_model(cfg, data.spec), data, cfg, run_dir).fit()
-            return run.sampler.eval(), data, run_dir
+            return run.sampling_model.eval(), data, run_dir
 
         started = time.perf_counter()
         ring_model, ring, ring_dir = train_ring(0.1, "ring")
@@ -250,7 +249,7 @@ CELLS = [
 
         samples = ring_model.sample(1000, generator=torch.Generator().manual_seed(0))
         fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
-        axes[0].scatter(*ring.train_images[:2000].T, s=2, alpha=0.5)
+        axes[0].scatter(*ring.train_x[:2000].T, s=2, alpha=0.5)
         landscape(ring_model, axes[1], axes[2])
         axes[1].scatter(*samples.T, s=1, c="white", alpha=0.4)
         for ax, title in zip(axes, ["data", "exp(-E) and 1,000 samples (white)", "energy E"]):
@@ -342,7 +341,7 @@ CELLS = [
         shutil.rmtree(run_dir, ignore_errors=True)
         started = time.perf_counter()
         run = Trainer(model, data, cfg, run_dir).fit()
-        model = run.sampler.eval()
+        model = run.sampling_model.eval()
         print(f"trained {run.step} steps in {time.perf_counter() - started:.0f} s")
         """
     ),
@@ -408,9 +407,9 @@ CELLS = [
     code(
         """
         n = 1000 if SHORT else None  # None: all 10,000 test images of each
-        mnist = from_uint8(data.test_images[:n])
+        mnist = from_uint8(data.test_x[:n])
         try:
-            fashion = from_uint8(load_data(DataConfig(name="fashion_mnist")).test_images[:n])
+            fashion = from_uint8(load_data(DataConfig(name="fashion_mnist")).test_x[:n])
         except DataError as err:
             fashion = None
             print(f"FashionMNIST is not available ({err}); skipping the OOD score")

@@ -32,11 +32,11 @@ CELLS = [
         import genzoo.models.flow as flow_file
         from genzoo.checkpoint import build_model
         from genzoo.config import load_config
-        from genzoo.data import load_data
         from genzoo.metrics import heldout_nll
         from genzoo.models.flow import (ActNorm, AffineCoupling, Chain, Flow, InvertibleConv1x1, Squeeze,
                                         StandardNormal, UniformDequantization, checkerboard_mask, conv_net)
         from genzoo.plots import read_metrics
+        from genzoo.sources import load_data
         from genzoo.trainer import Trainer
         """,
         "genzoo.models.flow",
@@ -78,7 +78,7 @@ CELLS = [
         shutil.rmtree(moons_dir, ignore_errors=True)
         torch.manual_seed(0)
         moons_run = Trainer(build_model(moons_cfg, moons.spec), moons, moons_cfg, moons_dir).fit()
-        moons_flow = moons_run.sampler.eval()
+        moons_flow = moons_run.sampling_model.eval()
         """
     ),
     code(
@@ -91,7 +91,7 @@ CELLS = [
             density = moons_flow.log_prob(grid).exp().view(cells, cells)
         samples = moons_flow.sample(2000, generator=torch.Generator().manual_seed(0))
         fig, axes = plt.subplots(1, 3, figsize=(12, 4))
-        axes[0].scatter(*moons.test_images[:2000].T, s=2, alpha=0.5)
+        axes[0].scatter(*moons.test_x[:2000].T, s=2, alpha=0.5)
         axes[0].set_title("data (test points)")
         axes[1].imshow(density, origin="lower", extent=(-lim, lim, -lim, lim), cmap="viridis")
         axes[1].set_title("learned density p(x)")
@@ -262,7 +262,7 @@ CELLS = [
             if SHORT else ["train.max_minutes=5", "train.max_steps=1500", "train.eval_every=250"]
         cfg = load_config(ROOT / "configs" / "flow_mnist.toml", overrides)
         data = load_data(cfg.data)
-        print(f"{data.spec.name}: {len(data.train_images):,} training and {len(data.test_images):,} test digits")
+        print(f"{data.spec.name}: {len(data.train_x):,} training and {len(data.test_x):,} test digits")
         print(cfg.model)
         torch.manual_seed(cfg.train.seed)
         model = build_model(cfg, data.spec)  # Flow(prior, layers, dequantizer)
@@ -291,7 +291,7 @@ CELLS = [
         shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run each time the notebook is run
         started = time.perf_counter()
         run = Trainer(model, data, cfg, run_dir).fit()
-        model = run.sampler.eval()  # the EMA weights
+        model = run.sampling_model.eval()  # the EMA weights
         print(f"trained {run.step} steps in {time.perf_counter() - started:.0f} s")
         assert all(m.initialised for m in model.modules() if isinstance(m, ActNorm))
         """

@@ -34,11 +34,11 @@ CELLS = [
         import genzoo.models.gan as gan_file
         from genzoo.checkpoint import build_model
         from genzoo.config import load_config
-        from genzoo.data import load_data
         from genzoo.metrics import ring8_quality
         from genzoo.model import OptimConfig, optimize
         from genzoo.models.gan import GAN, Discriminator, discriminator_loss, generator_loss, point_features, r1_penalty
         from genzoo.plots import read_metrics
+        from genzoo.sources import load_data
         from genzoo.trainer import Trainer
         """,
         "genzoo.models.gan",
@@ -304,7 +304,7 @@ CELLS = [
         shutil.rmtree(run_dir, ignore_errors=True)
         started = time.perf_counter()
         run = Trainer(model, data, cfg, run_dir).fit()
-        model = run.sampler.eval()  # the EMA weights
+        model = run.sampling_model.eval()  # the EMA weights
         print(f"trained {run.step} steps in {time.perf_counter() - started:.0f} s")
         """
     ),
@@ -386,10 +386,10 @@ CELLS = [
         from genzoo.evaluator import load_evaluator
         from genzoo.metrics import image_metrics
 
-        evaluator, real = load_evaluator("mnist"), data.test_images.float() / 127.5 - 1
+        evaluator, real = load_evaluator("mnist"), data.test_x.float() / 127.5 - 1
         n = 100 if SHORT else 1000
         rows = {"EMA generator": model, "raw generator": run.model.eval(),
-                "real training digits": data.train_images[torch.randperm(len(data.train_images))[:n]].float() / 127.5 - 1}
+                "real training digits": data.train_x[torch.randperm(len(data.train_x))[:n]].float() / 127.5 - 1}
         for name, source in rows.items():
             x = source if torch.is_tensor(source) else source.sample(n, generator=torch.Generator().manual_seed(1))
             q = image_metrics(x, real, evaluator)

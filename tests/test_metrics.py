@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from genzoo.config import DataConfig
-from genzoo.data import load_data
 from genzoo.errors import CheckpointError
 from genzoo.evaluator import evaluator_path, load_evaluator
 from genzoo.metrics import (
@@ -19,7 +18,8 @@ from genzoo.metrics import (
     reference_points,
 )
 from genzoo.model import GenerativeModel
-from genzoo.specs import from_uint8
+from genzoo.pixels import from_uint8
+from genzoo.sources import load_data
 
 
 def random_covariance(d: int, generator: torch.Generator) -> torch.Tensor:
@@ -135,8 +135,8 @@ def test_evaluator_loads_with_weights_only_and_classifies_the_heldout_sample(tmp
     # An empty data root: genzoo falls back to its shipped MNIST sample, whose held-out 500 digits
     # the evaluator never trained on.
     data = load_data(DataConfig(name="mnist", download=False), str(tmp_path))
-    _, probs = evaluator.embed(from_uint8(data.test_images))
-    accuracy = float((probs.argmax(-1) == data.test_labels).float().mean())
+    _, probs = evaluator.embed(from_uint8(data.test_x))
+    accuracy = float((probs.argmax(-1) == data.test_y).float().mean())
     assert accuracy > 0.97
 
 
@@ -156,7 +156,7 @@ def test_a_missing_evaluator_is_one_clear_error():
 
 def test_real_digits_score_between_the_floor_and_the_ceilings(tmp_path):
     data = load_data(DataConfig(name="mnist", download=False), str(tmp_path))
-    refs = reference_points(from_uint8(data.train_images), from_uint8(data.test_images), load_evaluator(), 500)
+    refs = reference_points(from_uint8(data.train_x), from_uint8(data.test_x), load_evaluator(), 500)
     real, noise, blank = refs["real train images"], refs["Gaussian noise"], refs["blank images"]
     assert real["fid"] < noise["fid"] / 10 and real["fid"] < blank["fid"] / 10
     assert real["recognizability"] > 0.9 and real["coverage"] > 0.95 and real["recall"] > 0.5

@@ -9,8 +9,8 @@ import torch
 
 from genzoo.checkpoint import build_model, load_checkpoint, load_model, save_checkpoint
 from genzoo.config import TrainConfig, load_config
-from genzoo.data import load_data
 from genzoo.errors import CheckpointError
+from genzoo.sources import load_data
 from genzoo.trainer import Trainer, warmup_cosine
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -75,7 +75,7 @@ def test_run_folder_is_self_describing(tmp_path):
     assert all(math.isfinite(r["loss"]) for r in records)
     assert load_config(run.run_dir / "config.toml").train.max_steps == 8
     model, cfg, spec = load_model(run.run_dir)
-    assert torch.equal(next(iter(model.state_dict().values())), next(iter(run.sampler.state_dict().values())))
+    assert torch.equal(next(iter(model.state_dict().values())), next(iter(run.sampling_model.state_dict().values())))
 
 
 def test_max_minutes_budget_stops_training(tmp_path):

@@ -52,7 +52,7 @@ def main() -> None:
     run = trainer.fit()
     if run.interrupted:
         return
-    model, out, options = run.sampler.eval(), run.run_dir, dict(trainer.cfg.sample)
+    model, out, options = run.sampling_model.eval(), run.run_dir, dict(trainer.cfg.sample)
     if model.conditional:
         options.setdefault("labels", list(range(10)))
     x = model.sample(100, generator=torch.Generator(model.device).manual_seed(0), **options)

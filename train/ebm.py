@@ -22,13 +22,14 @@ import torch
 
 from genzoo.cli import make_trainer, train_arguments
 from genzoo.config import DataConfig
-from genzoo.data import load_data
-from genzoo.metrics import ring8_quality
 from genzoo.errors import DataError
+from genzoo.metrics import ring8_quality
 from genzoo.models.ebm import EBM, energy_scores, ood_auroc
+from genzoo.pixels import from_uint8
 from genzoo.plots import save_grid
 from genzoo.report import evaluate_run, headline
-from genzoo.specs import PointSpec, from_uint8
+from genzoo.sources import load_data
+from genzoo.specs import PointSpec
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ebm_mnist.toml"
 
@@ -91,10 +92,10 @@ def image_figures(model: EBM, data, options: dict, out: Path, noise_steps: int, 
     noise_options = {**options, "from_buffer": False, "mcmc_steps": noise_steps}
     save_grid(model.sample(100, generator=generator, **noise_options), out / "samples_noise.png", nrow=10)
     save_grid(sgld_strip(model, noise_steps), out / "sgld_chain.png", nrow=10)
-    mnist = from_uint8(data.test_images)
+    mnist = from_uint8(data.test_x)
     energies = {"MNIST test": energy_scores(model, mnist), "samples (buffer)": energy_scores(model, from_buffer)}
     try:
-        fashion = from_uint8(load_data(DataConfig(name="fashion_mnist"), data_root).test_images)
+        fashion = from_uint8(load_data(DataConfig(name="fashion_mnist"), data_root).test_x)
     except DataError as err:
         print(f"no out-of-distribution score: {err}")
         energy_histogram(energies, out / "energy_hist.png")
@@ -113,9 +114,9 @@ def main() -> None:
     run = trainer.fit()
     if run.interrupted:
         return
-    model, out, options = run.sampler.eval(), run.run_dir, dict(trainer.cfg.sample)
+    model, out, options = run.sampling_model.eval(), run.run_dir, dict(trainer.cfg.sample)
     if isinstance(trainer.data.spec, PointSpec):
-        energy_landscape(model, trainer.data.train_images, out / "landscape.png")
+        energy_landscape(model, trainer.data.train_x, out / "landscape.png")
         auc, figures = None, "landscape.png"
         quality = ring8_quality(model.sample(1000, generator=torch.Generator(model.device).manual_seed(0), **options))
         print(f"samples: {quality['modes']:.0f} of 8 modes, {quality['high_quality']:.1%} high quality (ring8 only)")

@@ -43,7 +43,7 @@ def density_figure(model, data, path: Path, lim: float = 1.6, cells: int = 200) 
         density = model.log_prob(torch.stack([xx.flatten(), yy.flatten()], 1).to(model.device)).exp()
     fig = Figure(figsize=(8, 4))
     left, right = fig.subplots(1, 2)
-    points = data.test_images[:2000]
+    points = data.test_x[:2000]
     left.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5)
     left.set_title(f"{data.spec.name}: {len(points):,} test points")
     right.imshow(density.view(cells, cells).cpu(), origin="lower", extent=(-lim, lim, -lim, lim), cmap="viridis")
@@ -65,7 +65,7 @@ def main() -> None:
     run = trainer.fit()
     if run.interrupted:
         return
-    model, out = run.sampler.eval(), run.run_dir
+    model, out = run.sampling_model.eval(), run.run_dir
     if isinstance(trainer.data.spec, PointSpec):
         figure = density_figure(model, trainer.data, out / "density.png").name
     else:

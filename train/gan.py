@@ -70,7 +70,7 @@ def main() -> None:
     run = trainer.fit()
     if run.interrupted:
         return
-    model, out, options = run.sampler.eval(), run.run_dir, dict(trainer.cfg.sample)  # the EMA generator
+    model, out, options = run.sampling_model.eval(), run.run_dir, dict(trainer.cfg.sample)  # the EMA generator
     loss_curves(out / "metrics.jsonl", out / "losses.png")
     if not isinstance(trainer.data.spec, ImageSpec):  # 2-D points: the ring's mode-collapse scores
         x = model.sample(1000, generator=torch.Generator(model.device).manual_seed(0), **options)

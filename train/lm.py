@@ -25,7 +25,7 @@ def main() -> None:
     run = trainer.fit()
     if run.interrupted:
         return
-    model, data, cfg = run.sampler.eval(), trainer.data, trainer.cfg
+    model, data, cfg = run.sampling_model.eval(), trainer.data, trainer.cfg
     print(headline(evaluate_run(run.run_dir, data_root=args.data_root)))
     options = {**cfg.sample, "prompt": args.prompt}
     ids = model.sample(1, generator=torch.Generator(model.device).manual_seed(0), **options)

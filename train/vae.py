@@ -45,7 +45,7 @@ def main() -> None:
     run = trainer.fit()
     if run.interrupted:
         return
-    model, data, out = run.sampler.eval(), trainer.data, run.run_dir
+    model, data, out = run.sampling_model.eval(), trainer.data, run.run_dir
     x, _ = next(data.test_batches(32))
     x = x.to(model.device)
     save_grid(reconstructions(model, x), out / "reconstructions.png", nrow=8)

@@ -1,0 +1,326 @@
+"""Where data comes from: real data from disk or the network, else the small data genzoo ships, never silently.
+
+Each dataset is one loader ``(cfg, root) -> Data`` and one entry in ``LOADERS``, by the name a
+config's ``[data]`` table gives:
+
+- ``mnist``: torchvision's MNIST under ``<root>/MNIST/raw``, downloaded there when missing. Offline
+  and without the files, genzoo says so in one line and uses the 5,000 digits it ships
+  (``assets/mnist_5k.npz``), holding out the last 10% of each class as the test split.
+- ``fashion_mnist``: torchvision's FashionMNIST under ``<root>/FashionMNIST/raw``, or the files
+  Debian's ``dataset-fashion-mnist`` package installs; nothing shipped, so missing is an error.
+- ``shakespeare``: Shakespeare's works from Project Gutenberg, shipped with genzoo (works offline).
+- ``tinyshakespeare``: char-rnn's 1.1 MB corpus at ``<root>/tinyshakespeare/input.txt``, downloaded
+  there when missing.
+- ``ring8`` and ``moons``: 2-D toy sets drawn from a fixed seed (nothing on disk), for tests that
+  train in seconds: 8 Gaussians on the unit circle, labelled by mode, and two interleaved half
+  circles, labelled by moon.
+
+The data root is ``--data-root``, else ``$GENZOO_DATA``, else ``$XDG_CACHE_HOME/genzoo`` (or
+``~/.cache/genzoo``). ``describe_datasets`` is the ``genzoo data`` report: what is where, without
+downloading anything.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import os
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from genzoo.config import DataConfig
+from genzoo.data import HELD_OUT_FRACTION, Data, ExampleData, Ring8Data, Split, TextData, unchanged
+from genzoo.errors import DataError
+from genzoo.metrics import RING8_STD, ring8_centres
+from genzoo.pixels import from_uint8
+from genzoo.specs import ImageSpec, PointSpec
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+MNIST_SAMPLE = ASSETS / "mnist_5k.npz"
+SHAKESPEARE = ASSETS / "shakespeare.txt.bz2"
+TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # apt-get install dataset-fashion-mnist
+APT_SUFFIXES = (".gz", "")  # the Debian package installs the gzipped originals
+IMAGE_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}  # torchvision's class and folder names
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+TOY_SIZES = (8_000, 2_000)  # train and test points
+TOY_SEEDS = (0, 1)  # train and test are independent draws
+
+
+def data_root(cli_root: str | None = None) -> Path:
+    """``--data-root``, else ``$GENZOO_DATA``, else the user cache folder (created only by downloads)."""
+    if cli_root:
+        return Path(cli_root).expanduser().absolute()
+    if os.environ.get("GENZOO_DATA"):
+        return Path(os.environ["GENZOO_DATA"]).expanduser().absolute()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser().absolute() / "genzoo"
+
+
+def load_data(cfg: DataConfig, root: str | None = None) -> Data:
+    """The dataset ``cfg.name`` under the data root (see ``data_root``), downloading only if allowed."""
+    if cfg.name not in LOADERS:
+        raise DataError(f"unknown dataset {cfg.name!r}; valid ones: {', '.join(LOADERS)}")
+    return LOADERS[cfg.name](cfg, data_root(root))
+
+
+# ---------------------------------------------------------------------------------------------
+# The loaders, one per dataset.
+
+
+def load_mnist(cfg: DataConfig, root: Path) -> ExampleData:
+    """torchvision's MNIST, else the shipped 5,000-digit sample, saying so in one line."""
+    loaded = _torchvision_images("mnist", root, cfg.download)
+    if isinstance(loaded, ExampleData):
+        return loaded
+    data = shipped_mnist()
+    n_test = len(data.test_x)
+    print(
+        f"genzoo: MNIST not found under {root} and {loaded}; using the 5,000-digit MNIST sample shipped with "
+        f"genzoo, the last 10% of each class ({n_test:,} digits) held out as the test split "
+        f"(put the torchvision MNIST files in {root / 'MNIST' / 'raw'} for the full set)",
+        file=sys.stderr,
+    )
+    return data
+
+
+def load_fashion_mnist(cfg: DataConfig, root: Path) -> ExampleData:
+    """The apt-installed FashionMNIST when the root has none, else torchvision's; missing is an error."""
+    if _idx_paths(SYSTEM_FASHION_MNIST, APT_SUFFIXES) and not _idx_paths(root / "FashionMNIST" / "raw"):
+        return _system_fashion_mnist()  # installed by apt: use it before trying the network
+    loaded = _torchvision_images("fashion_mnist", root, cfg.download)
+    if isinstance(loaded, ExampleData):
+        return loaded
+    raise DataError(
+        f"FashionMNIST not found under {root} and {loaded}: put the four torchvision FashionMNIST files in "
+        f"{root / 'FashionMNIST' / 'raw'}, or run `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), "
+        f"which puts them in {SYSTEM_FASHION_MNIST} where genzoo finds them"
+    )
+
+
+def load_shakespeare(cfg: DataConfig, root: Path) -> TextData:
+    """Shakespeare's works, shipped with genzoo: no root, no network."""
+    origin = f"Shakespeare's works shipped with genzoo ({SHAKESPEARE})"
+    return TextData("shakespeare", _shipped_shakespeare(), origin, cfg.block_size)
+
+
+def load_tinyshakespeare(cfg: DataConfig, root: Path) -> TextData:
+    """char-rnn's corpus from the root, downloaded there when missing and allowed."""
+    path = root / "tinyshakespeare" / "input.txt"
+    if not path.is_file():
+        reason = "downloading is off (data.download = false)"
+        if cfg.download:
+            reason = _download(TINY_SHAKESPEARE_URL, path)
+        if not path.is_file():
+            raise DataError(
+                f"tinyshakespeare not found at {path} and {reason}: put char-rnn's input.txt there "
+                f"(from {TINY_SHAKESPEARE_URL}), or use data.name = \"shakespeare\", the corpus shipped with genzoo, "
+                "which works offline"
+            )
+    text = path.read_text(encoding="utf-8")
+    return TextData("tinyshakespeare", text, f"tiny Shakespeare from {path}", cfg.block_size)
+
+
+def load_ring8(cfg: DataConfig, root: Path) -> Ring8Data:
+    """The ring of 8 Gaussians, drawn from fixed seeds; its samples are scored for mode collapse."""
+    return _toy_points(Ring8Data, "ring8", ring8_points, num_classes=8)
+
+
+def load_moons(cfg: DataConfig, root: Path) -> ExampleData:
+    """Two interleaved half circles, drawn from fixed seeds."""
+    return _toy_points(ExampleData, "moons", moons_points, num_classes=2)
+
+
+LOADERS: dict[str, Callable[[DataConfig, Path], Data]] = {  # a new dataset: one loader above, one entry here
+    "mnist": load_mnist,
+    "fashion_mnist": load_fashion_mnist,
+    "shakespeare": load_shakespeare,
+    "tinyshakespeare": load_tinyshakespeare,
+    "ring8": load_ring8,
+    "moons": load_moons,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Images: torchvision, the shipped sample, the Debian package.
+
+
+def _torchvision_images(name: str, root: Path, download: bool) -> ExampleData | str:
+    """The dataset through torchvision, or the reason it is not available (a phrase for a message)."""
+    import torchvision  # imported here: it is slow to import and text runs never need it
+
+    folder = IMAGE_FOLDERS[name]
+    cls = getattr(torchvision.datasets, folder)
+    if not _idx_paths(root / folder / "raw"):
+        if not download:
+            return "downloading is off (data.download = false)"
+        try:
+            cls(root, train=True, download=True)
+        except (OSError, RuntimeError) as err:  # torchvision raises RuntimeError, URLError is an OSError
+            return f"could not be downloaded ({_last_line(err)})"
+    train, test = cls(root, train=True), cls(root, train=False)
+    return _image_data(name, f"{folder} from {root}", (train.data, train.targets), (test.data, test.targets))
+
+
+def _image_data(name: str, where: str, train: Split, test: Split) -> ExampleData:
+    """ExampleData from (N, 28, 28) uint8 images and integer labels; counts go into the source line."""
+    train = (train[0].unsqueeze(1).contiguous(), train[1].long())  # (N, 1, 28, 28), (N,)
+    test = (test[0].unsqueeze(1).contiguous(), test[1].long())
+    source = f"{where} ({len(train[0]):,} train / {len(test[0]):,} test)"
+    return ExampleData(ImageSpec(name, (1, 28, 28), 10), source, train, test, from_uint8)
+
+
+def shipped_mnist() -> ExampleData:
+    """The 5,000 digits genzoo ships, the last 10% of each class held out as the test split."""
+    with np.load(MNIST_SAMPLE) as sample:
+        images, labels = torch.from_numpy(sample["images"]), torch.from_numpy(sample["labels"]).long()
+    held_out = torch.zeros(len(labels), dtype=torch.bool)
+    for c in labels.unique():  # the sample is sorted by class: hold out the end of each class
+        index = (labels == c).nonzero().squeeze(1)
+        held_out[index[len(index) - round(len(index) * HELD_OUT_FRACTION) :]] = True
+    train, test = (images[~held_out], labels[~held_out]), (images[held_out], labels[held_out])
+    return _image_data("mnist", f"the MNIST sample shipped with genzoo ({MNIST_SAMPLE})", train, test)
+
+
+def _system_fashion_mnist() -> ExampleData:
+    paths = _idx_paths(SYSTEM_FASHION_MNIST, APT_SUFFIXES)
+    images, labels, test_images, test_labels = (torch.from_numpy(read_idx(p)) for p in paths)
+    where = f"FashionMNIST from {SYSTEM_FASHION_MNIST}"
+    return _image_data("fashion_mnist", where, (images, labels), (test_images, test_labels))
+
+
+# ---------------------------------------------------------------------------------------------
+# Text: the shipped corpus and downloads.
+
+
+def _shipped_shakespeare() -> str:
+    return bz2.decompress(SHAKESPEARE.read_bytes()).decode("ascii")
+
+
+def _download(url: str, path: Path) -> str:
+    """Fetch ``url`` into ``path`` (through a temporary file); '' on success, else the reason."""
+    print(f"genzoo: downloading {url} to {path}", file=sys.stderr)
+    partial = path.with_name(path.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            body = response.read()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_bytes(body)
+        os.replace(partial, path)
+    except OSError as err:  # URLError, timeouts and disk errors are all OSErrors
+        return f"could not be downloaded ({_last_line(err)})"
+    return ""
+
+
+def _last_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[-1][:120] if lines else type(err).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# 2-D toy points, drawn from fixed seeds.
+
+
+def ring8_points(n: int, generator: torch.Generator) -> Split:
+    """n points from 8 Gaussians (std 0.05) centred on the unit circle; the label is the mode."""
+    mode = torch.randint(0, 8, (n,), generator=generator)
+    return ring8_centres()[mode] + RING8_STD * torch.randn(n, 2, generator=generator), mode  # (n, 2), (n,)
+
+
+def moons_points(n: int, generator: torch.Generator) -> Split:
+    """n points from two interleaved half circles (noise std 0.05), centred and scaled to about [-1, 1]."""
+    moon = torch.randint(0, 2, (n,), generator=generator)
+    angle = torch.rand(n, generator=generator) * torch.pi
+    upper = torch.stack([angle.cos(), angle.sin()], dim=1)  # (n, 2)
+    lower = torch.stack([1 - angle.cos(), 0.5 - angle.sin()], dim=1)
+    points = torch.where(moon[:, None] == 0, upper, lower) + 0.05 * torch.randn(n, 2, generator=generator)
+    return (points - torch.tensor([0.5, 0.25])) / 1.5, moon  # x in about [-1, 1], y in [-0.5, 0.5]
+
+
+def _toy_points(
+    cls: type[ExampleData], name: str, draw: Callable[[int, torch.Generator], Split], num_classes: int
+) -> ExampleData:
+    train, test = (draw(n, torch.Generator().manual_seed(seed)) for n, seed in zip(TOY_SIZES, TOY_SEEDS))
+    spec = PointSpec(name, dim=2, num_classes=num_classes)
+    source = f"the 2-D toy set {name}, drawn from a fixed seed ({TOY_SIZES[0]:,} train / {TOY_SIZES[1]:,} test)"
+    return cls(spec, source, train, test, unchanged)
+
+
+# ---------------------------------------------------------------------------------------------
+# IDX files (MNIST's format) on disk.
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (MNIST's format; gzipped if the name ends in .gz) as a uint8 array of its shape."""
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+        raw = f.read()
+    if raw[:3] != b"\x00\x00\x08":
+        raise DataError(f"{path} is not a uint8 IDX file (MNIST format): replace it with the original")
+    dims = np.frombuffer(raw, dtype=">u4", count=raw[3], offset=4)
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * raw[3]).reshape(dims).copy()  # writable
+
+
+def _idx_paths(folder: Path, suffixes: tuple[str, ...] = ("",)) -> list[Path]:
+    """The four IDX files in ``folder``, in IDX_FILES order, or [] if any is missing.
+
+    torchvision reads only uncompressed files from a data root; apt installs gzipped ones (".gz").
+    """
+    paths = []
+    for name in IDX_FILES:
+        found = [folder / f"{name}{suffix}" for suffix in suffixes if (folder / f"{name}{suffix}").is_file()]
+        if not found:
+            return []
+        paths.append(found[0])
+    return paths
+
+
+def _idx_count(path: Path) -> int:
+    """How many items an IDX file holds, from its header alone."""
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+        return int.from_bytes(f.read(8)[4:8], "big")
+
+
+# ---------------------------------------------------------------------------------------------
+# `genzoo data`: what is where, without downloading anything.
+
+
+def describe_datasets(root: str | None = None) -> list[dict]:
+    """One row per dataset on disk (the toy sets have none): name, path, status ("full", "partial (N train /
+    M test)", "shipped sample" or "missing"), and train / test counts (images, or characters of the 90/10 split)."""
+    where = data_root(root)
+    rows = [_describe_images("mnist", where), _describe_images("fashion_mnist", where)]
+    text = _shipped_shakespeare()
+    rows.append(_text_row("shakespeare", SHAKESPEARE, "full", len(text)))
+    tiny = where / "tinyshakespeare" / "input.txt"
+    size = len(tiny.read_text(encoding="utf-8")) if tiny.is_file() else 0
+    rows.append(_text_row("tinyshakespeare", tiny, "full" if size else "missing", size))
+    return rows
+
+
+def _describe_images(name: str, root: Path) -> dict:
+    folder = root / IMAGE_FOLDERS[name] / "raw"
+    paths = _idx_paths(folder)
+    if not paths and name == "fashion_mnist" and _idx_paths(SYSTEM_FASHION_MNIST, APT_SUFFIXES):
+        folder, paths = SYSTEM_FASHION_MNIST, _idx_paths(SYSTEM_FASHION_MNIST, APT_SUFFIXES)
+    if paths:
+        n_train, n_test = _idx_count(paths[0]), _idx_count(paths[2])
+        status = "full" if (n_train, n_test) == (60_000, 10_000) else f"partial ({n_train:,} train / {n_test:,} test)"
+        return _row(name, folder, status, n_train, n_test, "images")
+    if name == "mnist":
+        n_test = round(5_000 * HELD_OUT_FRACTION)
+        return _row(name, MNIST_SAMPLE, "shipped sample", 5_000 - n_test, n_test, "images")
+    return _row(name, folder, "missing", 0, 0, "images")
+
+
+def _text_row(name: str, path: Path, status: str, n_chars: int) -> dict:
+    n_train = int(n_chars * (1 - HELD_OUT_FRACTION))
+    return _row(name, path, status, n_train, n_chars - n_train, "characters")
+
+
+def _row(name: str, path: Path, status: str, train: int, test: int, unit: str) -> dict:
+    return {"name": name, "path": str(path), "status": status, "train": train, "test": test, "unit": unit}
