@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genzoo.errors import CheckpointError
+from genzoo.pixels import from_uint8
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 EVALUATOR_VERSION = 1  # bump when the network, its training data or its training recipe change
@@ -70,7 +71,7 @@ class Evaluator:
         features, probs = [], []
         with torch.no_grad():
             for chunk in images.split(batch_size):
-                x = chunk.float() / 127.5 - 1 if chunk.dtype == torch.uint8 else chunk.float().clamp(-1, 1)
+                x = from_uint8(chunk) if chunk.dtype == torch.uint8 else chunk.float().clamp(-1, 1)
                 h = self.network.features(x.cpu())
                 features.append(h)
                 probs.append(self.network.head(F.relu(h)).softmax(-1))

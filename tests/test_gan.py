@@ -19,7 +19,6 @@ from genzoo.models.gan import (
     GAN,
     Discriminator,
     GANConfig,
-    Generator,
     discriminator_loss,
     generator_loss,
     image_features,

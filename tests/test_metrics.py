@@ -16,6 +16,7 @@ from genzoo.metrics import (
     precision_recall,
     recognizability,
     reference_points,
+    ring8_quality,
 )
 from genzoo.model import GenerativeModel
 from genzoo.pixels import from_uint8
@@ -161,3 +162,16 @@ def test_real_digits_score_between_the_floor_and_the_ceilings(tmp_path):
     assert real["fid"] < noise["fid"] / 10 and real["fid"] < blank["fid"] / 10
     assert real["recognizability"] > 0.9 and real["coverage"] > 0.95 and real["recall"] > 0.5
     assert noise["coverage"] == 0.0 and blank["coverage"] == 0.0 and blank["recall"] == 0.0
+
+
+def test_ring8_quality_counts_modes_and_high_quality_samples():
+    data = load_data(DataConfig(name="ring8"))
+    within_3_std = 1 - math.exp(-9 / 2)  # a 2-D Gaussian: |x - mu|^2 / std^2 is chi-squared with 2 dof
+    assert data.score_samples(data.test_x) == {"modes": 8.0, "high_quality": pytest.approx(within_3_std, abs=0.008)}
+    one_mode = data.test_x[data.test_y == 3]  # collapse onto one mode
+    assert ring8_quality(one_mode) == {"modes": 1.0, "high_quality": pytest.approx(within_3_std, abs=0.02)}
+    angle = torch.linspace(0, 2 * torch.pi, 1601)[:-1]  # points spread evenly along the circle
+    even = torch.stack([angle.cos(), angle.sin()], dim=1)
+    # within 3 std = 0.15 of a centre: chord 2 sin(phi / 2) < 0.15, an arc of 4 asin(0.075) per mode
+    assert ring8_quality(even)["high_quality"] == pytest.approx(8 * 2 * 2 * math.asin(0.075) / (2 * math.pi), abs=0.01)
+    assert ring8_quality(2 * even)["modes"] == 0.0  # a ring twice too large: nothing near a mode

@@ -105,3 +105,10 @@ def test_discretized_gaussian_matches_a_direct_cdf_difference():
     expected = torch.log(upper - lower)
     log_p = discretized_gaussian_log_likelihood(x0, mean, std)
     torch.testing.assert_close(log_p.double(), expected, atol=1e-3, rtol=1e-4)
+
+
+def test_uint8_round_trip_is_exact_at_every_level():
+    levels = torch.arange(256, dtype=torch.uint8)
+    x = from_uint8(levels)
+    assert x[0] == -1.0 and x[-1] == 1.0 and torch.all(x[1:] > x[:-1])
+    assert torch.equal(to_uint8(x), levels)

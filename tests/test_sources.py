@@ -6,7 +6,6 @@ Tests that need the real data in ../shared/data skip when it is not there.
 
 import gzip
 import io
-import math
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,7 +18,6 @@ import torchvision
 from genzoo import sources
 from genzoo.config import DataConfig
 from genzoo.errors import DataError
-from genzoo.metrics import ring8_quality
 from genzoo.sources import data_root, describe_datasets, load_data, read_idx
 from genzoo.specs import PointSpec
 
@@ -224,16 +222,3 @@ def test_ring8_points_sit_near_the_centre_of_their_mode():
     centres = torch.stack([angle.cos(), angle.sin()], dim=1)
     distance = (data.train_x - centres).norm(dim=1)
     assert distance.max() < 0.3 and 0.05 < distance.mean() < 0.08  # std 0.05 per axis: mean distance 0.063
-
-
-def test_ring8_quality_counts_modes_and_high_quality_samples():
-    data = load_data(DataConfig(name="ring8"))
-    within_3_std = 1 - math.exp(-9 / 2)  # a 2-D Gaussian: |x - mu|^2 / std^2 is chi-squared with 2 dof
-    assert data.score_samples(data.test_x) == {"modes": 8.0, "high_quality": pytest.approx(within_3_std, abs=0.008)}
-    one_mode = data.test_x[data.test_y == 3]  # collapse onto one mode
-    assert ring8_quality(one_mode) == {"modes": 1.0, "high_quality": pytest.approx(within_3_std, abs=0.02)}
-    angle = torch.linspace(0, 2 * torch.pi, 1601)[:-1]  # points spread evenly along the circle
-    even = torch.stack([angle.cos(), angle.sin()], dim=1)
-    # within 3 std = 0.15 of a centre: chord 2 sin(phi / 2) < 0.15, an arc of 4 asin(0.075) per mode
-    assert ring8_quality(even)["high_quality"] == pytest.approx(8 * 2 * 2 * math.asin(0.075) / (2 * math.pi), abs=0.01)
-    assert ring8_quality(2 * even)["modes"] == 0.0  # a ring twice too large: nothing near a mode

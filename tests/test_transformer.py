@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from genzoo.config import load_config
 from genzoo.errors import ConfigError
