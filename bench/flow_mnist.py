@@ -22,23 +22,15 @@ budget. With the data here the numbers are "MNIST-5k train / full MNIST test".
 
 from __future__ import annotations
 
-import datetime
-import json
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-from genzoo.checkpoint import load_model
-from genzoo.cli import train_arguments
 from genzoo.metrics import heldout_nll
 from genzoo.pixels import from_uint8
-from genzoo.runtime import cpu_name, peak_rss_mb
-from genzoo.sources import load_data
-from harness import sample_quality, seconds_per_image, train  # bench/harness.py
-
-ROOT = Path(__file__).resolve().parents[1]
+from harness import bench_arguments, new_record, results_path, trained_or_loaded, write_record  # bench/harness.py
+from harness import sample_quality, seconds_per_image
 TEMPERATURES = (0.7, 1.0)
 
 
@@ -75,28 +67,14 @@ def measure_quality(model, data, n: int, out: Path, record: dict) -> None:
 
 
 def main() -> int:
-    parser = train_arguments(str(ROOT / "configs" / "flow_mnist.toml"))
-    parser.description = __doc__.splitlines()[0]
-    parser.add_argument("--from-run", help="measure this trained run instead of training one")
+    parser = bench_arguments("flow_mnist", __doc__)
     parser.add_argument("--iw-samples", type=int, default=8, help="draws of u per image for the tighter bound")
     parser.add_argument("--time-n", type=int, default=100, help="images per batch for the sampling times")
     parser.add_argument("--quality-n", type=int, default=5000, help="samples for the quality metrics")
     parser.add_argument("--parts", default="likelihood,timing,quality", help="which measurements, comma-separated")
-    parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "flow_mnist.json"))
     args = parser.parse_args()
-    args.out = args.out or f"runs/bench-flow_mnist-{time.strftime('%Y%m%d-%H%M%S')}"
-    if args.from_run:
-        model, cfg, _ = load_model(args.from_run)
-        data = load_data(cfg.data, args.data_root)
-        info = {"run_dir": args.from_run, "data": data.source, "sample_options": dict(cfg.sample)}
-    else:
-        run, info, data = train(args)
-        model = run.sampling_model.eval()
-    record = {"benchmark": "flow_mnist", "date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "machine": f"{cpu_name()}, {torch.get_num_threads()} threads", "torch": torch.__version__,
-              "command": " ".join([Path(sys.executable).name] + sys.argv), **info}
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    model, data, info = trained_or_loaded(args)
+    record, out = new_record("flow_mnist", info), results_path(args)
     parts = args.parts.split(",")
     if "likelihood" in parts:
         measure_likelihood(model, data, args.iw_samples, record)
@@ -104,11 +82,8 @@ def main() -> int:
         measure_timing(model, args.time_n, record)
     if "quality" in parts:
         measure_quality(model, data, args.quality_n, out, record)
-    record["peak_rss_mb"] = peak_rss_mb()
-    out.write_text(json.dumps(record, indent=2) + "\n")
     bits = record.get("test_bits_per_dim", {}).get("samples_1", {}).get("bits_per_dim", float("nan"))
-    print(f"flow_mnist: {bits:.4f} bits/dim | {record.get('steps', '?')} steps in "
-          f"{record.get('train_seconds', 0):.0f} s | peak RSS {record['peak_rss_mb']:.0f} MB | {out}")
+    write_record(record, out, f"{bits:.4f} bits/dim")
     return 0
 
 

@@ -20,56 +20,31 @@ budget. With the data here the numbers are "MNIST-5k train / full MNIST test".
 
 from __future__ import annotations
 
-import datetime
-import json
 import sys
-import time
 from pathlib import Path
 
-import torch
-
 from genzoo.checkpoint import load_model
-from genzoo.cli import train_arguments
 from genzoo.pixels import from_uint8
-from genzoo.runtime import cpu_name, peak_rss_mb
-from genzoo.sources import load_data
-from harness import sample_quality, seconds_per_image, train  # bench/harness.py
-
-ROOT = Path(__file__).resolve().parents[1]
+from harness import bench_arguments, new_record, results_path, trained_or_loaded, write_record  # bench/harness.py
+from harness import sample_quality, seconds_per_image
 
 
 def main() -> int:
-    parser = train_arguments(str(ROOT / "configs" / "gan_mnist.toml"))
-    parser.description = __doc__.splitlines()[0]
-    parser.add_argument("--from-run", help="measure this trained run instead of training one")
+    parser = bench_arguments("gan_mnist", __doc__)
     parser.add_argument("--time-n", type=int, default=64, help="images per batch for the sampling time")
     parser.add_argument("--quality-n", type=int, default=1000, help="samples for the quality metrics")
-    parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "gan_mnist.json"))
     args = parser.parse_args()
-    args.out = args.out or f"runs/bench-gan_mnist-{time.strftime('%Y%m%d-%H%M%S')}"
-    if args.from_run:
-        ema, cfg, _ = load_model(args.from_run)
-        models = {"ema": ema, "raw": load_model(args.from_run, use_ema=False)[0]}
-        data = load_data(cfg.data, args.data_root)
-        info = {"run_dir": args.from_run, "data": data.source, "sample_options": dict(cfg.sample)}
-    else:
-        run, info, data = train(args)
-        models = {"ema": run.sampling_model.eval(), "raw": run.model.eval()}
-    record = {"benchmark": "gan_mnist", "date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "machine": f"{cpu_name()}, {torch.get_num_threads()} threads", "torch": torch.__version__,
-              "command": " ".join([Path(sys.executable).name] + sys.argv), **info}
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    ema, data, info = trained_or_loaded(args)
+    # and the raw (not averaged) weights that the EMA is compared with, from the run's last.pt
+    models = {"ema": ema, "raw": load_model(info["run_dir"], use_ema=False)[0].to(ema.device)}
+    record, out = new_record("gan_mnist", info), results_path(args)
     options = dict(record["sample_options"])
     record["seconds_per_image"] = {f"batch_{n}": seconds_per_image(models["ema"], n, repeats=5, **options) for n in (args.time_n, 500)}
     print(f"seconds per image: {record['seconds_per_image']}", flush=True)
     measure_quality(models, data, args.quality_n, out, record)
-    record["peak_rss_mb"] = peak_rss_mb()
-    out.write_text(json.dumps(record, indent=2) + "\n")
     best = record["quality"][0]
-    print(f"gan_mnist: FID-MNIST {best['fid']:.2f}, recognizable {best['recognizability']:.3f}, coverage "
-          f"{best['coverage']:.4f} | {record.get('steps', '?')} steps in {record.get('train_seconds', 0):.0f} s | "
-          f"peak RSS {record['peak_rss_mb']:.0f} MB | {out}")
+    write_record(record, out, f"FID-MNIST {best['fid']:.2f}, recognizable {best['recognizability']:.3f}, "
+                              f"coverage {best['coverage']:.4f}")
     return 0
 
 

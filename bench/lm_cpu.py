@@ -91,8 +91,7 @@ def main() -> None:
     finish = ["train.device=cpu", f"train.eval_batches={args.eval_batches}", "train.n_samples=2"]
     cfg = load_config(args.config, args.overrides + intervals + finish)
     data = load_data(cfg.data, args.data_root)
-    torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg, data.spec)
+    model = build_model(cfg, data.spec, seed=cfg.train.seed)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         trainer = TimedTrainer(model, data, cfg, args.out or tmp)

@@ -65,9 +65,13 @@ def checkpoint_path(run: str | Path, which: str = "last") -> Path:
     return run / f"{which}.pt" if run.is_dir() else run
 
 
-def build_model(cfg: Config, spec: ImageSpec | TextSpec) -> GenerativeModel:
+def build_model(cfg: Config, spec: ImageSpec | TextSpec, seed: int | None = None) -> GenerativeModel:
+    """The config's model for data of ``spec``; with a ``seed``, torch's global generator is seeded
+    first, so the same seed gives the same initial weights (and the same random numbers after them)."""
     from genzoo.models import FAMILIES
 
+    if seed is not None:
+        torch.manual_seed(seed)
     return FAMILIES[cfg.family].from_config(cfg.model, spec)
 
 

@@ -18,17 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from genzoo.checkpoint import build_model, load_model
-from genzoo.config import check_options, load_config, parse_override
+from genzoo.checkpoint import load_model
+from genzoo.config import check_options, parse_override
 from genzoo.errors import ConfigError, GenzooError
+from genzoo.recipe import make_trainer, train_arguments
 from genzoo.runtime import pick_device
-from genzoo.trainer import Trainer
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # The config `genzoo compare --train` trains for each family: the one its recipe in train/ uses.
@@ -36,39 +35,6 @@ DEFAULT_CONFIGS = {
     "lm": "lm_shakespeare.toml", "vae": "vae_mnist.toml", "ddpm": "ddpm_mnist.toml",
     "gan": "gan_mnist.toml", "flow": "flow_mnist.toml", "ebm": "ebm_mnist.toml",
 }
-
-
-def train_arguments(default_config: str | None = None) -> argparse.ArgumentParser:
-    """The arguments of ``genzoo train``, shared with the recipes in ``train/``."""
-    parser = argparse.ArgumentParser(prog="genzoo train", description="Train a model from a TOML config.")
-    parser.add_argument("config", nargs="?", default=default_config, help="a TOML file in configs/")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set train.lr=3e-4 (repeatable)")
-    parser.add_argument("--out", help="run folder (default: runs/<config>-<time>)")
-    parser.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last.pt")
-    parser.add_argument("--data-root", help="dataset folder (default: $GENZOO_DATA, then ~/.cache/genzoo)")
-    return parser
-
-
-def make_trainer(args: argparse.Namespace) -> Trainer:
-    """Config -> data -> model -> Trainer, resuming from ``args.resume`` when given."""
-    from genzoo.sources import load_data
-
-    if args.resume:
-        run_dir = Path(args.resume)
-        cfg = load_config(run_dir / "config.toml", args.overrides)
-    elif args.config:
-        cfg = load_config(args.config, args.overrides)
-        run_dir = Path(args.out or f"runs/{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-    else:
-        raise ConfigError("give a config file (see `genzoo list`) or --resume RUN")
-    data = load_data(cfg.data, args.data_root)
-    torch.manual_seed(cfg.train.seed)
-    trainer = Trainer(build_model(cfg, data.spec), data, cfg, run_dir)
-    if args.resume:
-        trainer.resume(run_dir)
-    print(f"genzoo: {cfg.family} on {data.source}; run folder {run_dir}", file=sys.stderr)
-    return trainer
 
 
 def show_samples(path: Path) -> None:
@@ -191,7 +157,6 @@ def cmd_compare(argv: Sequence[str]) -> int:
 def train_defaults(families: list[str], minutes: float, out: Path, data_root: str | None) -> list[Path]:
     """Train each family's default config for ``minutes`` (or its max_steps, if sooner) into out/<family>."""
     from genzoo.models import FAMILIES
-    from genzoo.sources import load_data
 
     runs = []
     for family in families:
@@ -199,10 +164,9 @@ def train_defaults(families: list[str], minutes: float, out: Path, data_root: st
         if family not in FAMILIES or not config.is_file():
             print(f"genzoo: skipping {family}: not in this version of genzoo ({config.name} missing)", file=sys.stderr)
             continue
-        cfg = load_config(config, [f"train.max_minutes={minutes}"])
-        data = load_data(cfg.data, data_root)
-        torch.manual_seed(cfg.train.seed)
-        run = Trainer(build_model(cfg, data.spec), data, cfg, out / family).fit()
+        argv = [str(config), "--set", f"train.max_minutes={minutes}", "--out", str(out / family)]
+        args = train_arguments().parse_args(argv + (["--data-root", data_root] if data_root else []))
+        run = make_trainer(args).fit()
         if not run.interrupted:
             runs.append(run.run_dir)
     return runs

@@ -1,11 +1,16 @@
-"""Figures the runs write: the loss curve (train and validation) from ``metrics.jsonl``, image grids."""
+"""Figures the runs and recipes write: the loss curve (train and validation) from ``metrics.jsonl``,
+image grids, trajectory strips, and 2-D panels of data beside a density on a grid."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Iterable
 
+import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # no pyplot: writing files needs no GUI backend
+from matplotlib.image import AxesImage
 from torch import Tensor
 from torchvision.utils import save_image
 
@@ -41,3 +46,39 @@ def save_grid(x: Tensor, path: str | Path, nrow: int) -> Path:
     """Images in [-1, 1], (B, C, H, W), as one PNG grid with ``nrow`` images per row."""
     save_image(x.detach().cpu().clamp(-1, 1), path, nrow=nrow, padding=1, normalize=True, value_range=(-1, 1))
     return Path(path)
+
+
+def trajectory_strip(states: Iterable[Tensor], frames: int = 10) -> Tensor:
+    """``frames`` evenly spaced states of a trajectory, the first and the last included, one row per
+    chain: states of shape (n, C, H, W) -> (n * frames, C, H, W), row-major, for ``save_grid(nrow=frames)``."""
+    states = list(states)
+    pick = torch.linspace(0, len(states) - 1, frames).round().long().tolist()
+    return torch.stack([states[i] for i in pick], dim=1).flatten(0, 1)
+
+
+def square_grid(extent: float, cells: int) -> Tensor:
+    """The centres of a ``cells`` x ``cells`` grid over [-extent, extent]^2, row by row from the bottom:
+    (cells * cells, 2), so that ``values.view(cells, cells)`` is an image for ``density_panel``."""
+    side = torch.linspace(-extent, extent, cells)
+    return torch.stack(torch.meshgrid(side, side, indexing="xy"), dim=-1).view(-1, 2)
+
+
+def points_panel(ax: Axes, points: Tensor, extent: float) -> None:
+    """2-D points (N, 2) as a scatter on fixed, equal axes over [-extent, extent]^2."""
+    ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5)
+    _square_axes(ax, extent)
+
+
+def density_panel(ax: Axes, values: Tensor, extent: float, cmap: str = "viridis") -> AxesImage:
+    """Values on ``square_grid(extent, cells)``, shaped (cells, cells), as an image on fixed, equal axes."""
+    image = ax.imshow(values, origin="lower", extent=(-extent, extent, -extent, extent), cmap=cmap)
+    _square_axes(ax, extent)
+    return image
+
+
+def _square_axes(ax: Axes, extent: float) -> None:
+    # The same fixed limits on every panel, so the data and the density line up side by side; fixed
+    # limits also stop later scatters of samples from rescaling the panel.
+    ax.set_xlim(-extent, extent)
+    ax.set_ylim(-extent, extent)
+    ax.set_aspect("equal")

@@ -1,18 +1,15 @@
 """The genzoo command end to end: train a few steps, sample, and one-line errors for bad input."""
 
+import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from genzoo.cli import main, parse_sample_options
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-FAST = [
-    "--set", "train.max_steps=3", "--set", "train.eval_batches=1", "--set", "train.log_every=1",
-    "--set", "train.n_samples=4", "--set", "data.batch_size=8",
-]
+from genzoo.errors import ConfigError
+from genzoo.recipe import config_and_run_dir, train_arguments
+from helpers import CONFIGS, FAST  # tests/helpers.py
 
 
 def test_train_then_sample_images(tmp_path, capsys):
@@ -39,6 +36,19 @@ def test_resume_continues_a_run(tmp_path, capsys):
     assert main(["train", str(CONFIGS / "vae_mnist.toml"), "--out", str(run), *FAST]) == 0
     assert main(["train", "--resume", str(run), "--set", "train.max_steps=5"]) == 0
     assert "step 5" in capsys.readouterr().out
+
+
+def test_config_and_run_dir_from_a_config_file_or_a_resumed_run(tmp_path):
+    args = train_arguments().parse_args([str(CONFIGS / "vae_mnist.toml"), "--set", "train.lr=0.5"])
+    cfg, run_dir = config_and_run_dir(args)
+    assert cfg.family == "vae" and cfg.train.lr == 0.5
+    assert re.fullmatch(r"runs/vae_mnist-\d{8}-\d{6}", run_dir.as_posix())
+    (tmp_path / "config.toml").write_text((CONFIGS / "lm_shakespeare.toml").read_text())
+    args = train_arguments(str(CONFIGS / "vae_mnist.toml")).parse_args(["--resume", str(tmp_path), "--out", "x"])
+    cfg, run_dir = config_and_run_dir(args)
+    assert cfg.family == "lm" and run_dir == tmp_path  # the run's own config and folder win
+    with pytest.raises(ConfigError, match="give a config file"):
+        config_and_run_dir(train_arguments().parse_args([]))
 
 
 def one_error_line(capsys) -> str:

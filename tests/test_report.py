@@ -1,17 +1,11 @@
 """`genzoo eval` and `genzoo compare` end to end on tiny runs, and their one-line errors."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from genzoo.cli import main
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-FAST = [
-    "--set", "train.max_steps=3", "--set", "train.eval_batches=1", "--set", "train.log_every=1",
-    "--set", "train.n_samples=4", "--set", "data.batch_size=8",
-]
+from helpers import CONFIGS, FAST  # tests/helpers.py
 
 
 @pytest.fixture(scope="module")

@@ -2,18 +2,16 @@
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
-from genzoo.checkpoint import build_model, load_checkpoint, load_model, save_checkpoint
+from genzoo.checkpoint import load_checkpoint, load_model, save_checkpoint
 from genzoo.config import TrainConfig, load_config
 from genzoo.errors import CheckpointError
-from genzoo.sources import load_data
-from genzoo.trainer import Trainer, warmup_cosine
+from genzoo.trainer import warmup_cosine
+from helpers import CONFIGS, assert_same_weights, trainer_for  # tests/helpers.py
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = [
     "data.batch_size=16",
     "train.eval_every=4",
@@ -28,10 +26,7 @@ TINY = [
 
 
 def make_trainer(run_dir, max_steps=8, extra=()):
-    cfg = load_config(CONFIGS / "vae_mnist.toml", TINY + [f"train.max_steps={max_steps}", *extra])
-    data = load_data(cfg.data)
-    torch.manual_seed(cfg.train.seed)
-    return Trainer(build_model(cfg, data.spec), data, cfg, run_dir)
+    return trainer_for(CONFIGS / "vae_mnist.toml", run_dir, TINY + [f"train.max_steps={max_steps}", *extra])
 
 
 def test_warmup_then_cosine_to_the_floor():
@@ -59,10 +54,7 @@ def test_resume_is_exact(tmp_path):
     assert resumed.step == 4
     resumed.fit()
     assert resumed.step == straight.step == 8
-    for (name, p), q in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
-        assert torch.equal(p, q), name
-    for p, q in zip(straight.ema.state_dict().values(), resumed.ema.state_dict().values()):
-        assert torch.equal(p, q)
+    assert_same_weights(straight, resumed)
 
 
 def test_run_folder_is_self_describing(tmp_path):

@@ -18,20 +18,22 @@ from pathlib import Path
 
 import torch
 
-from genzoo.cli import make_trainer, train_arguments
-from genzoo.plots import save_grid
+from genzoo.checkpoint import build_model
+from genzoo.plots import save_grid, trajectory_strip
+from genzoo.recipe import config_and_run_dir, start_or_resume, train_arguments
 from genzoo.report import evaluate_run, headline
+from genzoo.sources import load_data
+from genzoo.trainer import Trainer
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ddpm_mnist.toml"
 GUIDANCE = (0.0, 0.5, 1.0, 2.0, 4.0)
 
 
-def denoising_strip(model, options: dict, frames: int = 10) -> torch.Tensor:
-    """One row per digit 0..9 (or sample): ``frames`` evenly spaced x_t from x_T to x_0."""
+def denoising_strip(model, options: dict) -> torch.Tensor:
+    """One row per digit 0..9 (or sample): 10 evenly spaced x_t from x_T to x_0, (100, C, H, W)."""
     labels = list(range(10)) if model.conditional else ()
-    states = list(model.trajectory(10, generator=torch.Generator(model.device).manual_seed(0), **{**options, "labels": labels}))
-    pick = torch.linspace(0, len(states) - 1, frames).round().long().tolist()
-    return torch.stack([states[i] for i in pick], dim=1).flatten(0, 1)  # (10 * frames, C, H, W), row-major
+    generator = torch.Generator(model.device).manual_seed(0)
+    return trajectory_strip(model.trajectory(10, generator=generator, **{**options, "labels": labels}))
 
 
 def guidance_grid(model, options: dict, scales=GUIDANCE) -> torch.Tensor:
@@ -48,11 +50,15 @@ def main() -> None:
     parser.add_argument("--bound-timesteps", type=int, default=20, help="K of the stratified test bound (0: all T)")
     parser.add_argument("--eval-samples", type=int, default=1_000, help="samples scored by the evaluator")
     args = parser.parse_args()
-    trainer = make_trainer(args)
+    cfg, run_dir = config_and_run_dir(args)                   # 1. config: the file + --set, or the resumed run's
+    data = load_data(cfg.data, args.data_root)                 # 2. data
+    model = build_model(cfg, data.spec, seed=cfg.train.seed)   # 3. model: the seed fixes its initial weights
+    trainer = Trainer(model, data, cfg, run_dir)               # 4. trainer
+    start_or_resume(trainer, args.resume)                      #    continuing --resume's run from its last.pt
     run = trainer.fit()
     if run.interrupted:
         return
-    model, out, options = run.sampling_model.eval(), run.run_dir, dict(trainer.cfg.sample)
+    model, out, options = run.sampling_model.eval(), run.run_dir, dict(cfg.sample)
     if model.conditional:
         options.setdefault("labels", list(range(10)))
     x = model.sample(100, generator=torch.Generator(model.device).manual_seed(0), **options)

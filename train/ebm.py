@@ -20,26 +20,20 @@ from pathlib import Path
 
 import torch
 
-from genzoo.cli import make_trainer, train_arguments
+from genzoo.checkpoint import build_model
 from genzoo.config import DataConfig
 from genzoo.errors import DataError
 from genzoo.metrics import ring8_quality
 from genzoo.models.ebm import EBM, energy_scores, ood_auroc
 from genzoo.pixels import from_uint8
-from genzoo.plots import save_grid
+from genzoo.plots import density_panel, points_panel, save_grid, square_grid, trajectory_strip
+from genzoo.recipe import config_and_run_dir, start_or_resume, train_arguments
 from genzoo.report import evaluate_run, headline
 from genzoo.sources import load_data
 from genzoo.specs import PointSpec
+from genzoo.trainer import Trainer
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ebm_mnist.toml"
-
-
-def sgld_strip(model: EBM, steps: int, frames: int = 10, chains: int = 10) -> torch.Tensor:
-    """One row per chain started from uniform noise: ``frames`` evenly spaced states of ``steps`` SGLD steps."""
-    generator = torch.Generator(model.device).manual_seed(0)
-    states = list(model.trajectory(chains, generator=generator, mcmc_steps=steps, from_buffer=False))
-    pick = torch.linspace(0, len(states) - 1, frames).round().long().tolist()
-    return torch.stack([states[i] for i in pick], dim=1).flatten(0, 1)  # (chains * frames, C, H, W)
 
 
 def energy_histogram(energies: dict[str, torch.Tensor], path: Path) -> None:
@@ -56,30 +50,25 @@ def energy_histogram(energies: dict[str, torch.Tensor], path: Path) -> None:
     fig.savefig(path)
 
 
-def energy_landscape(model: EBM, data_points: torch.Tensor, path: Path, extent: float = 1.6, n: int = 200) -> None:
+def energy_landscape(model: EBM, data_points: torch.Tensor, path: Path, extent: float = 1.6, cells: int = 200) -> None:
     """The data beside exp(-E(x)) (unnormalised density) and E(x) on a grid, with samples on top."""
     from matplotlib.figure import Figure
 
-    side = torch.linspace(-extent, extent, n)
-    grid = torch.stack(torch.meshgrid(side, side, indexing="xy"), dim=-1).view(-1, 2)  # (n*n, 2)
-    energy = energy_scores(model, grid, batch_size=4096).view(n, n)
+    grid = square_grid(extent, cells)  # (cells * cells, 2)
+    energy = energy_scores(model, grid, batch_size=4096).view(cells, cells)
     samples = model.sample(1000, generator=torch.Generator(model.device).manual_seed(0)).cpu()
     fig = Figure(figsize=(11, 3.6), dpi=100)
     axes = fig.subplots(1, 3)
-    axes[0].scatter(*data_points[:2000].T, s=2, alpha=0.5)
+    points_panel(axes[0], data_points[:2000], extent)
     axes[0].set_title("data", fontsize=9)
-    box = (-extent, extent, -extent, extent)
-    axes[1].imshow((-(energy - energy.min())).exp(), origin="lower", extent=box, cmap="viridis")
+    density_panel(axes[1], (-(energy - energy.min())).exp(), extent)
     axes[1].scatter(*samples.T, s=1, c="white", alpha=0.4)
     axes[1].set_title("exp(-E(x)) and 1,000 samples (white)", fontsize=9)
-    image = axes[2].imshow(energy, origin="lower", extent=box, cmap="magma")
+    image = density_panel(axes[2], energy, extent, cmap="magma")
+    side = grid[:cells, 0]  # the grid's x coordinates, which are also its y coordinates
     axes[2].contour(side, side, energy, levels=15, colors="white", linewidths=0.4)
     fig.colorbar(image, ax=axes[2], fraction=0.046)
     axes[2].set_title("energy E(x)", fontsize=9)
-    for ax in axes:
-        ax.set_xlim(-extent, extent)
-        ax.set_ylim(-extent, extent)
-        ax.set_aspect("equal")
     fig.tight_layout()
     fig.savefig(path)
 
@@ -91,7 +80,9 @@ def image_figures(model: EBM, data, options: dict, out: Path, noise_steps: int, 
     save_grid(from_buffer, out / "samples_buffer.png", nrow=10)
     noise_options = {**options, "from_buffer": False, "mcmc_steps": noise_steps}
     save_grid(model.sample(100, generator=generator, **noise_options), out / "samples_noise.png", nrow=10)
-    save_grid(sgld_strip(model, noise_steps), out / "sgld_chain.png", nrow=10)
+    chains = model.trajectory(10, generator=torch.Generator(model.device).manual_seed(0), mcmc_steps=noise_steps,
+                              from_buffer=False)
+    save_grid(trajectory_strip(chains), out / "sgld_chain.png", nrow=10)  # one row per chain, noise on the left
     mnist = from_uint8(data.test_x)
     energies = {"MNIST test": energy_scores(model, mnist), "samples (buffer)": energy_scores(model, from_buffer)}
     try:
@@ -110,18 +101,22 @@ def main() -> None:
     parser.add_argument("--eval-samples", type=int, default=1_000, help="samples scored by the evaluator")
     parser.add_argument("--noise-steps", type=int, default=200, help="SGLD steps of the samples drawn from noise")
     args = parser.parse_args()
-    trainer = make_trainer(args)
+    cfg, run_dir = config_and_run_dir(args)                   # 1. config: the file + --set, or the resumed run's
+    data = load_data(cfg.data, args.data_root)                 # 2. data
+    model = build_model(cfg, data.spec, seed=cfg.train.seed)   # 3. model: the seed fixes its initial weights
+    trainer = Trainer(model, data, cfg, run_dir)               # 4. trainer
+    start_or_resume(trainer, args.resume)                      #    continuing --resume's run from its last.pt
     run = trainer.fit()
     if run.interrupted:
         return
-    model, out, options = run.sampling_model.eval(), run.run_dir, dict(trainer.cfg.sample)
-    if isinstance(trainer.data.spec, PointSpec):
-        energy_landscape(model, trainer.data.train_x, out / "landscape.png")
+    model, out, options = run.sampling_model.eval(), run.run_dir, dict(cfg.sample)
+    if isinstance(data.spec, PointSpec):
+        energy_landscape(model, data.train_x, out / "landscape.png")
         auc, figures = None, "landscape.png"
         quality = ring8_quality(model.sample(1000, generator=torch.Generator(model.device).manual_seed(0), **options))
         print(f"samples: {quality['modes']:.0f} of 8 modes, {quality['high_quality']:.1%} high quality (ring8 only)")
     else:
-        auc = image_figures(model, trainer.data, options, out, args.noise_steps, args.data_root)
+        auc = image_figures(model, data, options, out, args.noise_steps, args.data_root)
         figures = "samples_buffer.png, samples_noise.png, sgld_chain.png, energy_hist.png"
     report = evaluate_run(out, args.eval_samples, data_root=args.data_root)
     print(headline(report))

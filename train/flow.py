@@ -20,10 +20,13 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from genzoo.cli import make_trainer, train_arguments
-from genzoo.plots import plot_metrics, save_grid
+from genzoo.checkpoint import build_model
+from genzoo.plots import density_panel, plot_metrics, points_panel, save_grid, square_grid
+from genzoo.recipe import config_and_run_dir, start_or_resume, train_arguments
 from genzoo.report import evaluate_run, headline
+from genzoo.sources import load_data
 from genzoo.specs import PointSpec
+from genzoo.trainer import Trainer
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "flow_mnist.toml"
 TEMPERATURES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -35,23 +38,17 @@ def temperature_grid(model, temperatures=TEMPERATURES, n: int = 10) -> torch.Ten
     return torch.cat([model.decode(t * z) for t in temperatures])  # (len(temperatures) * n, C, H, W)
 
 
-def density_figure(model, data, path: Path, lim: float = 1.6, cells: int = 200) -> Path:
+def density_figure(model, data, path: Path, extent: float = 1.6, cells: int = 200) -> Path:
     """The test points (left) and exp(log_prob) of the flow on a grid (right)."""
-    axis = torch.linspace(-lim, lim, cells)
-    xx, yy = torch.meshgrid(axis, axis, indexing="xy")
     with torch.no_grad():
-        density = model.log_prob(torch.stack([xx.flatten(), yy.flatten()], 1).to(model.device)).exp()
+        density = model.log_prob(square_grid(extent, cells).to(model.device)).exp()
     fig = Figure(figsize=(8, 4))
     left, right = fig.subplots(1, 2)
     points = data.test_x[:2000]
-    left.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5)
+    points_panel(left, points, extent)
     left.set_title(f"{data.spec.name}: {len(points):,} test points")
-    right.imshow(density.view(cells, cells).cpu(), origin="lower", extent=(-lim, lim, -lim, lim), cmap="viridis")
+    density_panel(right, density.view(cells, cells).cpu(), extent)
     right.set_title("learned density p(x)")
-    for ax in (left, right):
-        ax.set_xlim(-lim, lim)
-        ax.set_ylim(-lim, lim)
-        ax.set_aspect("equal")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return path
@@ -61,13 +58,17 @@ def main() -> None:
     parser = train_arguments(str(CONFIG))
     parser.add_argument("--eval-samples", type=int, default=5_000, help="samples scored by the evaluator")
     args = parser.parse_args()
-    trainer = make_trainer(args)
+    cfg, run_dir = config_and_run_dir(args)                   # 1. config: the file + --set, or the resumed run's
+    data = load_data(cfg.data, args.data_root)                 # 2. data
+    model = build_model(cfg, data.spec, seed=cfg.train.seed)   # 3. model: the seed fixes its initial weights
+    trainer = Trainer(model, data, cfg, run_dir)               # 4. trainer
+    start_or_resume(trainer, args.resume)                      #    continuing --resume's run from its last.pt
     run = trainer.fit()
     if run.interrupted:
         return
     model, out = run.sampling_model.eval(), run.run_dir
-    if isinstance(trainer.data.spec, PointSpec):
-        figure = density_figure(model, trainer.data, out / "density.png").name
+    if isinstance(data.spec, PointSpec):
+        figure = density_figure(model, data, out / "density.png").name
     else:
         x = temperature_grid(model)
         save_grid(x, out / "temperatures.png", nrow=10)

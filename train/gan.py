@@ -22,11 +22,14 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from genzoo.cli import make_trainer, train_arguments
+from genzoo.checkpoint import build_model
 from genzoo.metrics import ring8_quality
 from genzoo.plots import read_metrics, save_grid
+from genzoo.recipe import config_and_run_dir, start_or_resume, train_arguments
 from genzoo.report import evaluate_run, headline
+from genzoo.sources import load_data
 from genzoo.specs import ImageSpec
+from genzoo.trainer import Trainer
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "gan_mnist.toml"
 
@@ -66,15 +69,19 @@ def main() -> None:
     parser = train_arguments(str(CONFIG))
     parser.add_argument("--eval-samples", type=int, default=5_000, help="samples scored by the evaluator")
     args = parser.parse_args()
-    trainer = make_trainer(args)
+    cfg, run_dir = config_and_run_dir(args)                   # 1. config: the file + --set, or the resumed run's
+    data = load_data(cfg.data, args.data_root)                 # 2. data
+    model = build_model(cfg, data.spec, seed=cfg.train.seed)   # 3. model: the seed fixes its initial weights
+    trainer = Trainer(model, data, cfg, run_dir)               # 4. trainer
+    start_or_resume(trainer, args.resume)                      #    continuing --resume's run from its last.pt
     run = trainer.fit()
     if run.interrupted:
         return
-    model, out, options = run.sampling_model.eval(), run.run_dir, dict(trainer.cfg.sample)  # the EMA generator
+    model, out, options = run.sampling_model.eval(), run.run_dir, dict(cfg.sample)  # the EMA generator
     loss_curves(out / "metrics.jsonl", out / "losses.png")
-    if not isinstance(trainer.data.spec, ImageSpec):  # 2-D points: the ring's mode-collapse scores
+    if not isinstance(data.spec, ImageSpec):  # 2-D points: the ring's mode-collapse scores
         x = model.sample(1000, generator=torch.Generator(model.device).manual_seed(0), **options)
-        print(f"{trainer.data.spec.name}: {ring8_quality(x)} (1,000 samples); figures: {out}/samples/, losses.png")
+        print(f"{data.spec.name}: {ring8_quality(x)} (1,000 samples); figures: {out}/samples/, losses.png")
         return
     labels = list(range(10)) if model.conditional else ()
     x = model.sample(100, generator=torch.Generator(model.device).manual_seed(0), **{**options, "labels": labels})

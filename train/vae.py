@@ -13,9 +13,12 @@ from pathlib import Path
 
 import torch
 
-from genzoo.cli import make_trainer, train_arguments
+from genzoo.checkpoint import build_model
 from genzoo.plots import save_grid
+from genzoo.recipe import config_and_run_dir, start_or_resume, train_arguments
 from genzoo.report import evaluate_run, headline
+from genzoo.sources import load_data
+from genzoo.trainer import Trainer
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "vae_mnist.toml"
 
@@ -41,11 +44,15 @@ def main() -> None:
     parser.add_argument("--eval-k", type=int, default=100, help="importance samples for the test bound")
     parser.add_argument("--eval-samples", type=int, default=5_000, help="samples scored by the evaluator")
     args = parser.parse_args()
-    trainer = make_trainer(args)
+    cfg, run_dir = config_and_run_dir(args)                   # 1. config: the file + --set, or the resumed run's
+    data = load_data(cfg.data, args.data_root)                 # 2. data
+    model = build_model(cfg, data.spec, seed=cfg.train.seed)   # 3. model: the seed fixes its initial weights
+    trainer = Trainer(model, data, cfg, run_dir)               # 4. trainer
+    start_or_resume(trainer, args.resume)                      #    continuing --resume's run from its last.pt
     run = trainer.fit()
     if run.interrupted:
         return
-    model, data, out = run.sampling_model.eval(), trainer.data, run.run_dir
+    model, out = run.sampling_model.eval(), run.run_dir
     x, _ = next(data.test_batches(32))
     x = x.to(model.device)
     save_grid(reconstructions(model, x), out / "reconstructions.png", nrow=8)
