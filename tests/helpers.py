@@ -1,5 +1,6 @@
 """What several test files share: the configs folder, the overrides of a fast CLI run, a trainer built
-the way ``genzoo train`` builds it, and the check that two trainers ended with the same weights.
+the way ``genzoo train`` builds it, the check that two trainers ended with the same weights, a batch of
+digit-like images, and the losses of a few optimizer steps on one batch.
 
 Test files import it by name (``from helpers import ...``): pytest puts ``tests/`` on the import path.
 """
@@ -33,3 +34,32 @@ def assert_same_weights(a: Trainer, b: Trainer) -> None:
     if a.ema is not None:
         for p, q in zip(a.ema.state_dict().values(), b.ema.state_dict().values()):
             assert torch.equal(p, q)
+
+
+def digit_like_batch(B: int = 16, seed: int = 0, soft_edge: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """8-bit images that look a little like MNIST: mostly black, a bright 8x4 bar, and random labels.
+
+    ``soft_edge`` adds a column of random 8-bit levels beside the bar, so that a pixel model sees
+    levels other than the two extremes.
+    """
+    g = torch.Generator().manual_seed(seed)
+    x = torch.full((B, 1, 28, 28), -1.0)
+    for b in range(B):
+        r, c = torch.randint(4, 18, (2,), generator=g).tolist()
+        x[b, 0, r : r + 8, c : c + 4] = 1.0
+        if soft_edge:
+            x[b, 0, r : r + 8, c + 4] = torch.randint(0, 256, (8,), generator=g).float() / 127.5 - 1
+    return x, torch.randint(0, 10, (B,), generator=g)
+
+
+def losses_on_fixed_batch(model: torch.nn.Module, batch: tuple, steps: int = 40, lr: float = 3e-3) -> list[float]:
+    """``model.loss(batch)`` at each of ``steps`` Adam steps on the same batch: it should go down."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss, _ = model.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses

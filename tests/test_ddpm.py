@@ -16,6 +16,7 @@ from genzoo.models.ddpm import DDPM, DDPMConfig, NoiseSchedule
 from genzoo.nn import TimeMLP, UNet
 from genzoo.sources import load_data
 from genzoo.specs import ImageSpec, PointSpec
+from helpers import digit_like_batch, losses_on_fixed_batch, trainer_for
 
 SPEC = ImageSpec(name="mnist", shape=(1, 28, 28), num_classes=10)
 RING = PointSpec(name="ring8", dim=2, num_classes=8)
@@ -27,16 +28,6 @@ def tiny_image_model(seed: int = 0, **kw) -> DDPM:
     torch.manual_seed(seed)
     cfg = DDPMConfig(**{"timesteps": 20, "channels": (8, 16, 16), **kw})
     return DDPM.from_config(cfg, SPEC)
-
-
-def digit_like_batch(B: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """8-bit images that look a little like MNIST: mostly black, a bright bar."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.full((B, 1, 28, 28), -1.0)
-    for b in range(B):
-        r, c = torch.randint(4, 18, (2,), generator=g).tolist()
-        x[b, 0, r : r + 8, c : c + 4] = 1.0
-    return x, torch.randint(0, 10, (B,), generator=g)
 
 
 class LinearEps(nn.Module):
@@ -282,15 +273,8 @@ def test_shapes():
 def test_loss_decreases_on_a_fixed_batch():
     model = tiny_image_model()
     batch = digit_like_batch(16)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     torch.manual_seed(0)
-    losses = []
-    for _ in range(40):
-        loss, _ = model.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = losses_on_fixed_batch(model, batch)
     assert sum(losses[-8:]) / 8 < 0.6 * sum(losses[:8]) / 8
 
 
@@ -365,16 +349,13 @@ def test_conditional_ring_samples_land_in_their_mode():
 
 
 def test_trainer_end_to_end_on_points_and_reload(tmp_path):
-    from genzoo.cli import make_trainer, train_arguments
-
     config = tmp_path / "ring.toml"
     config.write_text(
         'family = "ddpm"\n[model]\ntimesteps = 50\nhidden = 32\ndepth = 2\n[data]\nname = "ring8"\nbatch_size = 64\n'
         "[train]\nmax_steps = 20\neval_every = 10\neval_batches = 2\nsample_every = 20\nn_samples = 50\nema_decay = 0.9\n"
         '[sample]\nsampler = "ddim"\nsteps = 10\nclip = false\n'
     )
-    args = train_arguments().parse_args([str(config), "--out", str(tmp_path / "run")])
-    run = make_trainer(args).fit()
+    run = trainer_for(config, tmp_path / "run").fit()
     assert (run.run_dir / "samples" / "step_000020.png").is_file()
     model, cfg, spec = load_model(run.run_dir)
     assert isinstance(spec, PointSpec) and model.sample(5, **cfg.sample).shape == (5, 2)

@@ -15,8 +15,10 @@ from genzoo.errors import ConfigError
 from genzoo.metrics import auroc, ring8_quality
 from genzoo.model import OptimConfig
 from genzoo.models.ebm import EBM, EBMConfig, energy_scores, ood_auroc
+from genzoo.recipe import make_trainer, train_arguments
 from genzoo.sources import load_data
 from genzoo.specs import ImageSpec, PointSpec, TextSpec
+from helpers import trainer_for
 
 SPEC = ImageSpec(name="mnist", shape=(1, 28, 28), num_classes=10)
 RING = PointSpec(name="ring8", dim=2, num_classes=8)
@@ -277,8 +279,6 @@ def test_ring_samples_cover_the_modes():
 
 
 def test_trainer_end_to_end_on_points_resume_and_reload(tmp_path):
-    from genzoo.cli import make_trainer, train_arguments
-
     config = tmp_path / "ring.toml"
     config.write_text(
         'family = "ebm"\n[model]\nhidden = 16\ndepth = 2\nbuffer_size = 128\nsgld_steps = 5\nstep_size = 0.05\n'
@@ -286,8 +286,7 @@ def test_trainer_end_to_end_on_points_resume_and_reload(tmp_path):
         "[train]\nmax_steps = 20\neval_every = 10\neval_batches = 1\nsample_every = 20\nn_samples = 50\n"
         "checkpoint_every = 10\n[sample]\nmcmc_steps = 5\n"
     )
-    args = train_arguments().parse_args([str(config), "--out", str(tmp_path / "run"), "--set", "train.max_steps=10"])
-    first = make_trainer(args).fit()
+    first = trainer_for(config, tmp_path / "run", ["train.max_steps=10"]).fit()
     args = train_arguments().parse_args(["--resume", str(first.run_dir), "--set", "train.max_steps=20"])
     trainer = make_trainer(args)
     resumed, saved = trainer.model.replay.chains, first.model.replay.chains

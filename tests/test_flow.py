@@ -34,6 +34,7 @@ from genzoo.models.flow import (
 )
 from genzoo.sources import load_data
 from genzoo.specs import ImageSpec, PointSpec
+from helpers import trainer_for
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ImageSpec(name="small", shape=(1, 8, 8), num_classes=0)  # 64 dimensions: a Jacobian in milliseconds
@@ -283,16 +284,13 @@ def test_configs_load_and_build():
 
 
 def test_trainer_end_to_end_and_reload(tmp_path):
-    from genzoo.cli import make_trainer, train_arguments
-
     config = tmp_path / "moons.toml"
     config.write_text(
         'family = "flow"\n[model]\nlayers = 2\npoints_hidden = 16\n[data]\nname = "moons"\nbatch_size = 64\n'
         "[train]\nmax_steps = 20\neval_every = 10\neval_batches = 2\nsample_every = 20\nn_samples = 50\nema_decay = 0.9\n"
         "[sample]\ntemperature = 0.8\n"
     )
-    args = train_arguments().parse_args([str(config), "--out", str(tmp_path / "run")])
-    trainer = make_trainer(args)
+    trainer = trainer_for(config, tmp_path / "run")
     run = trainer.fit()
     assert (run.run_dir / "samples" / "step_000020.png").is_file()
     model, cfg, spec = load_model(run.run_dir)

@@ -28,7 +28,7 @@ from genzoo.models.gan import (
 from genzoo.nn import with_spectral_norm
 from genzoo.sources import load_data
 from genzoo.specs import ImageSpec, PointSpec
-from genzoo.trainer import Trainer
+from helpers import assert_same_weights, digit_like_batch, trainer_for
 
 SPEC = ImageSpec(name="mnist", shape=(1, 28, 28), num_classes=10)
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,16 +37,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def tiny_image_model(seed: int = 0, **kw) -> GAN:
     torch.manual_seed(seed)
     return GAN.from_config(GANConfig(**{"latent_dim": 8, "channels": (16, 8), **kw}), SPEC)
-
-
-def digit_like_batch(B: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images that look a little like MNIST: mostly black, a bright bar."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.full((B, 1, 28, 28), -1.0)
-    for b in range(B):
-        r, c = torch.randint(4, 18, (2,), generator=g).tolist()
-        x[b, 0, r : r + 8, c : c + 4] = 1.0
-    return x, torch.randint(0, 10, (B,), generator=g)
 
 
 def snapshot(net: nn.Module) -> list[torch.Tensor]:
@@ -335,28 +325,18 @@ TINY = (
 )
 
 
-def make_trainer(config: Path, run_dir: Path) -> Trainer:
-    cfg = load_config(config)
-    data = load_data(cfg.data)
-    torch.manual_seed(cfg.train.seed)
-    return Trainer(build_model(cfg, data.spec), data, cfg, run_dir)
-
-
 def test_trainer_end_to_end_with_exact_resume(tmp_path):
     config = tmp_path / "ring.toml"
     config.write_text(TINY)
-    straight = make_trainer(config, tmp_path / "a")
+    straight = trainer_for(config, tmp_path / "a")
     straight.fit()
-    halves = make_trainer(config, tmp_path / "b")
+    halves = trainer_for(config, tmp_path / "b")
     halves.fit(stop_at=6)
-    resumed = make_trainer(config, tmp_path / "b")
+    resumed = trainer_for(config, tmp_path / "b")
     resumed.resume(tmp_path / "b")
     resumed.fit()
     assert resumed.step == straight.step == 12
-    for (name, p), q in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
-        assert torch.equal(p, q), name
-    for p, q in zip(straight.ema.state_dict().values(), resumed.ema.state_dict().values()):
-        assert torch.equal(p, q)
+    assert_same_weights(straight, resumed)
     run = tmp_path / "a"
     assert (run / "samples" / "step_000012.png").is_file() and (run / "last.pt").is_file()
     val = [line for line in (run / "metrics.jsonl").read_text().splitlines() if '"val"' in line]

@@ -13,6 +13,7 @@ from genzoo.errors import ConfigError
 from genzoo.models.vae import VAE, VAEConfig, kl_to_standard_normal
 from genzoo.nn import MLP, ConvDecoder, ConvEncoder
 from genzoo.specs import ImageSpec
+from helpers import digit_like_batch, losses_on_fixed_batch
 
 SPEC = ImageSpec(name="mnist", shape=(1, 28, 28), num_classes=10)
 DECODERS = ["logistic", "categorical", "bernoulli"]
@@ -25,21 +26,10 @@ def make_model(seed: int = 0, spec: ImageSpec = SPEC, **kw) -> VAE:
     return VAE.from_config(VAEConfig(**{**SMALL, **kw}), spec)
 
 
-def digit_like_batch(B: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """8-bit images that look a little like MNIST: mostly black, a bright bar with soft edges."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.full((B, 1, 28, 28), -1.0)
-    for b in range(B):
-        r, c = torch.randint(4, 18, (2,), generator=g).tolist()
-        x[b, 0, r : r + 8, c : c + 4] = 1.0
-        x[b, 0, r : r + 8, c + 4] = torch.randint(0, 256, (8,), generator=g).float() / 127.5 - 1
-    return x, torch.randint(0, 10, (B,), generator=g)
-
-
 @pytest.mark.parametrize("decoder", DECODERS)
 def test_shapes(decoder):
     model = make_model(decoder=decoder)
-    x, y = digit_like_batch(5)
+    x, y = digit_like_batch(5, soft_edge=True)
     mu, log_var = model.encode(x)
     assert mu.shape == log_var.shape == (5, 8)
     assert model.decode(mu).shape == model.reconstruct(x).shape == (5, 1, 28, 28)
@@ -72,20 +62,12 @@ def test_sampled_pixels_are_8_bit_levels():
 @pytest.mark.parametrize("decoder", DECODERS)
 def test_loss_decreases_on_a_fixed_batch(decoder):
     model = make_model(decoder=decoder)
-    batch = digit_like_batch(16)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(40):
-        loss, _ = model.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = losses_on_fixed_batch(model, digit_like_batch(16, soft_edge=True))
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
 
 
 def test_beta_weights_only_the_kl_term():
-    x, y = digit_like_batch(4)
+    x, y = digit_like_batch(4, soft_edge=True)
     torch.manual_seed(3)
     _, m1 = make_model(beta=1.0).loss((x, y))
     torch.manual_seed(3)
@@ -107,13 +89,8 @@ def test_analytic_kl_matches_monte_carlo():
 def _trained(decoder: str = "logistic") -> tuple[VAE, torch.Tensor]:
     """A model trained briefly, so q(z|x) is informative and the IWAE bound has a gap to close."""
     model = make_model(decoder=decoder)
-    batch = digit_like_batch(16)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(30):
-        loss, _ = model.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    batch = digit_like_batch(16, soft_edge=True)
+    losses_on_fixed_batch(model, batch, steps=30)
     return model.eval(), batch[0][:2]
 
 
@@ -155,7 +132,7 @@ def test_log_prob_chunking_does_not_change_the_bound():
 
 def test_class_conditional_sampling():
     model = make_model(conditional=True)
-    x, y = digit_like_batch(4)
+    x, y = digit_like_batch(4, soft_edge=True)
     assert model.encode(x, y)[0].shape == (4, 8)
     assert model.log_prob(x, y=y, k=2).shape == (4,)
     assert model.loss((x, y))[0].shape == ()
@@ -186,7 +163,7 @@ def test_state_dict_round_trip(conditional):
     model = make_model(seed=0, conditional=conditional)
     loaded = make_model(seed=1, conditional=conditional)
     loaded.load_state_dict(model.state_dict())
-    x, y = digit_like_batch(3)
+    x, y = digit_like_batch(3, soft_edge=True)
     y = y if conditional else None
     for m in (model, loaded):
         torch.manual_seed(0)
