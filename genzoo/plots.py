@@ -14,6 +14,8 @@ from matplotlib.image import AxesImage
 from torch import Tensor
 from torchvision.utils import save_image
 
+from genzoo.metrics import ring8_centres
+
 
 def read_metrics(path: str | Path) -> list[dict]:
     path = Path(path)
@@ -67,6 +69,14 @@ def points_panel(ax: Axes, points: Tensor, extent: float) -> None:
     """2-D points (N, 2) as a scatter on fixed, equal axes over [-extent, extent]^2."""
     ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5)
     _square_axes(ax, extent)
+
+
+def ring8_panel(ax: Axes, points: Tensor, title: str = "", extent: float = 1.5) -> None:
+    """Samples of the ring of 8 Gaussians on fixed, equal axes, with the 8 true mode centres marked."""
+    points_panel(ax, points, extent)
+    centres = ring8_centres()
+    ax.scatter(centres[:, 0], centres[:, 1], s=60, marker="x", color="red", linewidths=1.5, label="true modes")
+    ax.set_title(title, fontsize=9)
 
 
 def density_panel(ax: Axes, values: Tensor, extent: float, cmap: str = "viridis") -> AxesImage:

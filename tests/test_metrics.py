@@ -9,7 +9,9 @@ from genzoo.config import DataConfig
 from genzoo.errors import CheckpointError
 from genzoo.evaluator import evaluator_path, load_evaluator
 from genzoo.metrics import (
+    RING8_STD,
     class_coverage,
+    even_ring,
     frechet_distance,
     gaussian_frechet,
     heldout_nll,
@@ -175,3 +177,11 @@ def test_ring8_quality_counts_modes_and_high_quality_samples():
     # within 3 std = 0.15 of a centre: chord 2 sin(phi / 2) < 0.15, an arc of 4 asin(0.075) per mode
     assert ring8_quality(even)["high_quality"] == pytest.approx(8 * 2 * 2 * math.asin(0.075) / (2 * math.pi), abs=0.01)
     assert ring8_quality(2 * even)["modes"] == 0.0  # a ring twice too large: nothing near a mode
+
+
+def test_an_even_ring_finds_every_mode_but_few_high_quality_points():
+    """The baseline of the ring demos: the arcs within 3 sigma of the 8 centres, 8 * 2 * asin(0.075) * 2 / 2 pi."""
+    score = ring8_quality(even_ring(4000))
+    share = 8 * 2 * 2 * math.asin(3 * RING8_STD / 2) / (2 * math.pi)  # chord 0.15 on the unit circle
+    assert score["modes"] == 8
+    assert abs(score["high_quality"] - share) < 1e-3

@@ -1,36 +1,40 @@
-"""Teaching notebooks: they run top to bottom in short mode, and the committed files are current.
+"""Teaching notebooks: they run top to bottom in short mode, and the committed files cannot drift.
 
 Each notebook checks its own mathematics with ``assert`` cells (the Monte-Carlo KL against the
 closed form, the causal attention matrix being lower triangular, ...), so running it without a
-cell error is a behavioural test. A full run takes minutes; ``GENZOO_SHORT=1`` shrinks it to
-well under a minute per notebook.
+cell error is a behavioural test. The committed .ipynb files must hold exactly the cells of their
+Python sources (``notebooks/<name>.py``) and the outputs of a full-mode run, and every line of
+``genzoo/`` they print must still be that line of the file: change a printed line and the test
+fails until ``python notebooks/run.py --execute <name>`` re-runs the notebook.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+from genzoo import notebook
+from genzoo.models import vae
+
 nbclient = pytest.importorskip("nbclient")
 nbformat = pytest.importorskip("nbformat")
+pytest.importorskip("jupytext")
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = ["vae", "lm", "ddpm", "gan", "flow", "ebm"]
 MAX_BYTES = 1_500_000
 
 
-def load_builder():
-    spec = importlib.util.spec_from_file_location("build_notebooks", NOTEBOOKS / "build_notebooks.py")
+def runner():
+    spec = importlib.util.spec_from_file_location("notebooks_run", NOTEBOOKS / "run.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["build_notebooks"] = module  # the cell files import md, code, ... from it by this name
     spec.loader.exec_module(module)
     return module
 
 
-def read(name: str) -> nbformat.NotebookNode:
+def committed(name: str) -> nbformat.NotebookNode:
     return nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
 
 
@@ -39,15 +43,69 @@ def code_cells(nb: nbformat.NotebookNode) -> list:
 
 
 def output_text(cell) -> str:
-    return "".join(o.get("text", "") for o in cell.get("outputs", []))
+    return "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in cell.get("outputs", []))
+
+
+def test_every_notebook_has_a_source_and_a_committed_file():
+    assert sorted(runner().NAMES) == sorted(NAMES)
+    assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == sorted(NAMES)
+    assert sorted(p.stem for p in NOTEBOOKS.glob("*.py") if p.stem != "run") == sorted(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_notebook_has_exactly_its_sources_cells(name):
+    """Edit notebooks/<name>.py, then re-run it; the .ipynb is never edited by hand."""
+    source, nb = runner().from_source(name), committed(name)
+    assert [(c.cell_type, c.source) for c in nb.cells] == [(c.cell_type, c.source) for c in source.cells]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_notebook_holds_a_full_run(name):
+    """Committed with the outputs of a real run: every cell ran, in order, not in short mode, no errors."""
+    nb = committed(name)
+    cells = code_cells(nb)
+    assert [cell.execution_count for cell in cells] == list(range(1, len(cells) + 1))
+    assert "full mode" in output_text(cells[0])
+    assert not [o for cell in cells for o in cell.outputs if o.output_type == "error"]
+    assert (NOTEBOOKS / f"{name}.ipynb").stat().st_size < MAX_BYTES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_printed_source_line_is_the_current_line(name):
+    """``genzoo/models/<family>.py:N <code>`` in a committed output must be line N of today's file."""
+    text = "\n".join(output_text(cell) for cell in code_cells(committed(name)))
+    found, drifted = notebook.drifted_lines(text)
+    assert found >= 10, f"{name}.ipynb prints only {found} source lines"
+    assert not drifted, f"{len(drifted)} of {found} printed lines drifted; re-run the notebook:\n" + "\n".join(drifted[:10])
+
+
+def test_drift_check_notices_a_moved_or_changed_line(capsys, tmp_path):
+    notebook.show_lines(vae, "K&W 2014, appendix B")
+    printed = capsys.readouterr().out
+    assert notebook.drifted_lines(printed) == (1, [])
+    path, number = notebook.PRINTED_LINE.match(printed).groups()
+    lines = (notebook.REPO / path).read_text().splitlines()
+    moved = tmp_path / path
+    moved.parent.mkdir(parents=True)
+    moved.write_text("\n".join(["# a new first line"] + lines))
+    assert len(notebook.drifted_lines(printed, root=tmp_path)[1]) == 1
+    lines[int(number) - 1] += "  # edited"
+    moved.write_text("\n".join(lines))
+    assert len(notebook.drifted_lines(printed, root=tmp_path)[1]) == 1
+
+
+def test_show_source_prints_every_line_with_its_number(capsys):
+    notebook.show_source(vae.VAE.loss)
+    printed = capsys.readouterr().out
+    found, drifted = notebook.drifted_lines(printed)
+    assert found == len(printed.splitlines()) > 3 and not drifted
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_top_to_bottom_in_short_mode(name, monkeypatch):
-    nb = read(name)
+    nb = runner().from_source(name)
     assert any("assert " in cell.source for cell in code_cells(nb)), "a notebook must check something"
     monkeypatch.setenv("GENZOO_SHORT", "1")  # the kernel inherits this environment
-    # timeout is per cell: the DDPM notebook's short mode took 202 s in all on a 2-core AVX2 CPU
     client = nbclient.NotebookClient(
         nb, timeout=480, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
     )
@@ -55,22 +113,5 @@ def test_notebook_runs_top_to_bottom_in_short_mode(name, monkeypatch):
     cells = code_cells(nb)
     assert "short mode" in output_text(cells[0])  # the notebook saw GENZOO_SHORT
     assert all(cell.execution_count for cell in cells)
-    assert not [o for cell in cells for o in cell.outputs if o.output_type == "error"]
+    assert not notebook.drifted_lines("\n".join(output_text(cell) for cell in cells))[1]
 
-
-@pytest.mark.parametrize("name", NAMES)
-def test_committed_notebook_matches_its_builder(name):
-    """The .ipynb holds exactly the cells of build_notebooks.py: edit the builder, then rebuild."""
-    built, committed = load_builder().build(name), read(name)
-    assert [(c.cell_type, c.source) for c in committed.cells] == [(c.cell_type, c.source) for c in built.cells]
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_committed_notebook_holds_a_full_run(name):
-    """Committed with the outputs of a real run: every cell ran, in order, not in short mode, no errors."""
-    nb = read(name)
-    cells = code_cells(nb)
-    assert [cell.execution_count for cell in cells] == list(range(1, len(cells) + 1))
-    assert "full mode" in output_text(cells[0])
-    assert not [o for cell in cells for o in cell.outputs if o.output_type == "error"]
-    assert (NOTEBOOKS / f"{name}.ipynb").stat().st_size < MAX_BYTES

@@ -1,0 +1,96 @@
+"""Make the teaching notebooks (.ipynb) from their Python sources (notebooks/<name>.py), and run them.
+
+    python notebooks/run.py --execute                 # every notebook, full mode: the committed outputs
+    python notebooks/run.py --execute ddpm gan        # some of them
+    python notebooks/run.py --execute --short vae     # CI's short mode (GENZOO_SHORT=1), for a quick look
+    python notebooks/run.py                           # write the .ipynb files without outputs
+
+The sources are jupytext percent files (``# %%`` and ``# %% [markdown]`` cells): edit them, never the
+.ipynb. Notebooks run with ``notebooks/`` as the working directory, as Jupyter does. The tests check
+that each committed .ipynb has exactly its source's cells, that it holds a full-mode run, and that
+every line of ``genzoo/`` it prints is still that line of the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import jupytext
+import nbformat
+
+HERE = Path(__file__).resolve().parent
+NAMES = ["vae", "lm", "ddpm", "gan", "flow", "ebm"]  # the reading order of the README
+KERNEL = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+
+
+def from_source(name: str) -> nbformat.NotebookNode:
+    """Notebook ``name`` without outputs, from ``notebooks/<name>.py``; stable cell ids, so rewriting
+    it changes nothing but outputs."""
+    nb = jupytext.read(HERE / f"{name}.py", fmt="py:percent")
+    nb.metadata = {"kernelspec": dict(KERNEL), "language_info": {"name": "python"}}
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"{name}-{i:02d}"
+        cell.metadata = {}
+    nbformat.validate(nb)
+    return nb
+
+
+def execute(nb: nbformat.NotebookNode, short: bool, timeout: int = 1200) -> nbformat.NotebookNode:
+    """Run ``nb`` top to bottom in a fresh kernel, ``notebooks/`` as the working directory."""
+    from nbclient import NotebookClient
+
+    env = dict(os.environ)
+    env.pop("GENZOO_SHORT", None)
+    if short:
+        env["GENZOO_SHORT"] = "1"
+    client = NotebookClient(
+        nb,
+        timeout=timeout,  # per cell
+        kernel_name=KERNEL["name"],
+        resources={"metadata": {"path": str(HERE)}},
+        coalesce_streams=True,  # progress bars: keep each bar's last state, not every redraw
+        record_timing=False,  # no timestamps in the committed files
+    )
+    client.execute(env=env)
+    return nb
+
+
+def leaked_paths(nb: nbformat.NotebookNode) -> list[str]:
+    """Output lines that mention this machine's absolute paths (the repository, the home folder)."""
+    needles = {str(HERE.parent), str(Path.home())} - {"/"}
+    found = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            text = output.get("text", "") + str(output.get("data", {}).get("text/plain", ""))
+            found += [line for line in text.splitlines() if any(n in line for n in needles)]
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", default=NAMES, help=f"which notebooks ({', '.join(NAMES)})")
+    parser.add_argument("--execute", action="store_true", help="run them and save the outputs")
+    parser.add_argument("--short", action="store_true", help="run in short mode (GENZOO_SHORT=1), as CI does")
+    args = parser.parse_args(argv)
+    for name in args.names:
+        if name not in NAMES:
+            parser.error(f"unknown notebook {name!r}; valid: {', '.join(NAMES)}")
+    for name in args.names:
+        nb, path = from_source(name), HERE / f"{name}.ipynb"
+        if args.execute:
+            started = time.perf_counter()
+            execute(nb, args.short)
+            print(f"{path.name}: ran in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+            for line in leaked_paths(nb):
+                print(f"{path.name}: output mentions a local path: {line.strip()[:160]}", file=sys.stderr)
+        nbformat.write(nb, path)
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
