@@ -15,7 +15,6 @@ import math
 import os
 import re
 import tokenize
-import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
@@ -39,11 +38,10 @@ def short_mode() -> bool:
 
 
 def start() -> tuple[bool, Path]:
-    """A notebook's first call: quiet warnings, small readable figures, and the mode announced.
+    """A notebook's first call: small readable figures, and the mode announced.
 
     Returns ``(short, root)``: whether loops should shrink, and the repository (configs live there).
     """
-    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm: a text bar is fine
     plt.rcParams.update({"figure.dpi": 80, "image.cmap": "gray", "axes.grid": False})
     short = short_mode()
     print("short mode: every loop shrunk, numbers from a barely trained model" if short else "full mode")

@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,10 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from tqdm.auto import tqdm
+
+with warnings.catch_warnings():  # in Jupyter without ipywidgets, tqdm.auto falls back to a text bar: fine
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    from tqdm.auto import tqdm
 
 from genzoo.checkpoint import load_checkpoint, save_checkpoint
 from genzoo.config import Config, TrainConfig, config_to_dict, to_toml

@@ -3,6 +3,7 @@
     python notebooks/run.py --execute                 # every notebook, full mode: the committed outputs
     python notebooks/run.py --execute ddpm gan        # some of them
     python notebooks/run.py --execute --short vae     # CI's short mode (GENZOO_SHORT=1), for a quick look
+    python notebooks/run.py --update-text flow        # only markdown changed: copy it, keep the outputs
     python notebooks/run.py                           # write the .ipynb files without outputs
 
 The sources are jupytext percent files (``# %%`` and ``# %% [markdown]`` cells): edit them, never the
@@ -59,6 +60,23 @@ def execute(nb: nbformat.NotebookNode, short: bool, timeout: int = 1200) -> nbfo
     return nb
 
 
+def update_text(name: str) -> nbformat.NotebookNode:
+    """The committed notebook with its markdown cells taken from the source.
+
+    Refused unless every code cell is unchanged, so the outputs kept are still those of the code shown:
+    a teacher may reword the prose around numbers a run printed without running it again.
+    """
+    source, nb = from_source(name), nbformat.read(HERE / f"{name}.ipynb", as_version=4)
+    code = [[c.source for c in cells if c.cell_type == "code"] for cells in (source.cells, nb.cells)]
+    if code[0] != code[1]:
+        raise SystemExit(f"{name}: code cells changed since the last run; run it: notebooks/run.py --execute {name}")
+    outputs = iter([(c.outputs, c.execution_count) for c in nb.cells if c.cell_type == "code"])
+    for cell in source.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = next(outputs)
+    return source
+
+
 def leaked_paths(nb: nbformat.NotebookNode) -> list[str]:
     """Output lines that mention this machine's absolute paths (the repository, the home folder)."""
     needles = {str(HERE.parent), str(Path.home())} - {"/"}
@@ -75,12 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", default=NAMES, help=f"which notebooks ({', '.join(NAMES)})")
     parser.add_argument("--execute", action="store_true", help="run them and save the outputs")
     parser.add_argument("--short", action="store_true", help="run in short mode (GENZOO_SHORT=1), as CI does")
+    parser.add_argument("--update-text", action="store_true", help="copy changed markdown only, keep the outputs")
     args = parser.parse_args(argv)
     for name in args.names:
         if name not in NAMES:
             parser.error(f"unknown notebook {name!r}; valid: {', '.join(NAMES)}")
     for name in args.names:
-        nb, path = from_source(name), HERE / f"{name}.ipynb"
+        path = HERE / f"{name}.ipynb"
+        nb = update_text(name) if args.update_text else from_source(name)
         if args.execute:
             started = time.perf_counter()
             execute(nb, args.short)
