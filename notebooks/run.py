@@ -40,7 +40,7 @@ def from_source(name: str) -> nbformat.NotebookNode:
     return nb
 
 
-def execute(nb: nbformat.NotebookNode, short: bool, timeout: int = 1200) -> nbformat.NotebookNode:
+def execute(nb: nbformat.NotebookNode, short: bool, timeout: int = 3600) -> nbformat.NotebookNode:
     """Run ``nb`` top to bottom in a fresh kernel, ``notebooks/`` as the working directory."""
     from nbclient import NotebookClient
 
