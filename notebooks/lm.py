@@ -22,9 +22,9 @@
 # time: every equation is followed by the line of that file that computes it (printed from the
 # file itself), then a numerical check.
 #
-# **Running it.** Top to bottom takes about three minutes on a laptop CPU; with
-# `GENZOO_SHORT=1` (what CI sets) every loop shrinks and it runs in well under a minute, with a
-# barely trained model. The text is Shakespeare's works, shipped with genzoo, so it works offline.
+# **Running it.** The committed run took 11 minutes on a slow 2-core CPU (one torch thread, with
+# another job on the other core), most of it the 2,400 training steps; with `GENZOO_SHORT=1` (what
+# CI sets) every loop shrinks, with a barely trained model. The text is Shakespeare's works, shipped with genzoo, so it works offline.
 
 # %%
 import math
@@ -243,8 +243,9 @@ plt.show()
 # The attention weights of every head of the first and the last layer, for one line of text
 # (rows: the position predicting the next character; columns: the positions it reads).
 # Everything above the diagonal is exactly zero: the causal mask. Each row sums to one: the
-# softmax. Most heads of this small, briefly trained model read the last few characters
-# (bright bands just below the diagonal); some spread their weight further back.
+# softmax. Every head of this small, briefly trained model reads mostly the last few characters
+# (bright bands just below the diagonal): printed beside the figure, the average distance a head
+# reads back is between 1 and 3.3 characters, on a line of 26.
 
 # %%
 text = "ROMEO:\nBut soft, what light"
@@ -329,7 +330,12 @@ for options in settings:
           f"{texts[0][:40]!r}")
 
 # %% [markdown]
-# (The conclusions are written after the run, from the numbers above.)
+# Lowering the temperature makes the words more real and less varied: 95% of the words at
+# $\tau = 0.5$ occur in the training text, 79% at $\tau = 1$ and 55% at $\tau = 1.5$ (invented
+# spellings), while the share of distinct words rises from 34% to 56% and 76% (low temperature
+# repeats the safest words). Top-k with $k = 5$ at $\tau = 1$ lands near $\tau = 0.5$ on both counts
+# (91% real, 39% distinct): cutting off the unlikely characters removes the invented spellings, and
+# with them most of $\tau = 1$'s variety.
 #
 # `trajectory` yields the text after every new character, for watching the model write:
 
