@@ -79,7 +79,7 @@ class GenerativeModel(nn.Module):
     """Base class of every family. Subclasses set ``family``, ``likelihood`` and ``Config``."""
 
     family: ClassVar[str]
-    likelihood: ClassVar[str] = "none"  # "exact" (lm, flow) | "bound" (vae, ddpm) | "none" (gan, ebm)
+    likelihood: str = "none"  # "exact" (lm; flow on points) | "bound" (vae, ddpm; flow on 8-bit images) | "none" (gan, ebm)
     Config: ClassVar[type]  # the family's model-config dataclass, filled from a TOML [model] table
 
     @classmethod

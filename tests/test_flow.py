@@ -236,9 +236,20 @@ def test_shapes_and_metrics():
         s = flow.sample(5, temperature=t, generator=torch.Generator().manual_seed(0))
         assert s.shape == (5, 1, 28, 28) and s.min() >= -1 and s.max() <= 1
         torch.testing.assert_close(((s + 1) * 127.5).round(), (s + 1) * 127.5, atol=1e-4, rtol=0)  # 8-bit levels
-    assert "exact" in flow.latent and flow.likelihood == "exact"
+    assert "exact" in flow.latent and flow.likelihood == "bound"
     points = Flow.from_config(FlowConfig(layers=2), PointSpec("moons", 2, 2))
     assert points.sample(7).shape == (7, 2) and points.log_prob(torch.randn(7, 2)).shape == (7,)
+
+
+def test_likelihood_is_labelled_a_bound_for_8_bit_images_and_exact_for_points():
+    """log_prob of an 8-bit image is the dequantization bound (Theis et al. 2016); of a point, the density."""
+    images = Flow.from_config(FlowConfig(**TINY), MNIST)
+    points = Flow.from_config(FlowConfig(layers=2), PointSpec("moons", 2, 2))
+    assert images.likelihood == "bound" and points.likelihood == "exact"
+    x = torch.full((1, 1, 28, 28), -1.0)
+    with torch.no_grad():
+        draws = torch.stack([images.log_prob(x) for _ in range(4)])
+    assert draws.std() > 0  # a bound estimated by drawing u: it moves from draw to draw, an exact value would not
 
 
 def test_loss_decreases_on_a_fixed_batch():
@@ -297,3 +308,4 @@ def test_trainer_end_to_end_and_reload(tmp_path):
     assert all(m.initialised for m in model.modules() if isinstance(m, ActNorm))
     x = torch.randn(5, 2)
     torch.testing.assert_close(model.log_prob(x), run.sampling_model.log_prob(x))  # the loaded model is the saved one
+    assert model.likelihood == "exact"  # rebuilt from its config: still the flow on continuous points

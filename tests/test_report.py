@@ -3,8 +3,14 @@
 import json
 
 import pytest
+import torch
 
 from genzoo.cli import main
+from genzoo.data import ExampleData
+from genzoo.models.flow import Flow, FlowConfig
+from genzoo.pixels import from_uint8
+from genzoo.report import likelihood_report, table_row
+from genzoo.specs import ImageSpec, PointSpec
 from helpers import CONFIGS, FAST  # tests/helpers.py
 
 
@@ -72,3 +78,23 @@ def test_compare_train_trains_each_family_then_tabulates(tmp_path, capsys):
     assert (out / "lm" / "eval.json").is_file()
     rows = [line for line in (out / "compare.md").read_text().splitlines() if line.startswith("| lm ")]
     assert len(rows) == 1
+
+
+def test_the_flow_reports_a_bound_for_8_bit_images_and_an_exact_density_for_points():
+    labels = torch.zeros(4, dtype=torch.long)
+    images = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    mnist = ImageSpec(name="mnist", shape=(1, 28, 28), num_classes=10)
+    image_data = ExampleData(mnist, "random", (images, labels), (images, labels), from_uint8)
+    points = torch.randn(4, 2)
+    point_data = ExampleData(PointSpec("moons", 2, 2), "random", (points, labels), (points, labels), lambda x: x)
+    small = FlowConfig(checkerboard=1, checkerboard_hidden=4, steps=1, hidden=4, layers=1, points_hidden=4, depth=1)
+    cells = {}
+    for name, data in (("images", image_data), ("points", point_data)):
+        flow = Flow.from_config(small, data.spec).eval()
+        report = {
+            "family": "flow", "dataset": data.spec.name, "likelihood": likelihood_report(flow, data, {}),
+            "cost": {"train_seconds": 0.0, "train_steps": 0, "parameters": 1}, "sampling": {"ms_per_image": 1.0},
+            "control": {"conditional": False, "latent": flow.latent, "likelihood": flow.likelihood},
+        }
+        cells[name] = table_row(report)[7]  # the likelihood column of `genzoo compare`'s table
+    assert cells["images"].endswith("bits/dim (bound)") and cells["points"].endswith("bits/dim (exact)")

@@ -431,13 +431,15 @@ class Flow(GenerativeModel):
     continuous data (2-D points), else how the 8-bit levels are spread over their bins."""
 
     family = "flow"
-    likelihood = "exact"
+    likelihood = "bound"  # of 8-bit images: the dequantization bound (Theis et al. 2016)
     Config = FlowConfig
 
     def __init__(self, prior: StandardNormal, layers: Chain, dequantizer: nn.Module | None = None, samples: int = 1):
         super().__init__()
         self.prior, self.layers, self.dequantizer = prior, layers, dequantizer
         self.log_prob_samples = samples
+        if dequantizer is None:
+            self.likelihood = "exact"  # continuous data: log p(x) by change of variables, no bound
 
     @classmethod
     def from_config(cls, cfg: FlowConfig, spec: ImageSpec | PointSpec) -> "Flow":
