@@ -297,7 +297,7 @@ def test_configs_load_and_build():
 
 
 def test_ring_short_run_covers_at_least_6_of_8_modes():
-    """configs/gan_ring.toml's model and optimizer (R1, beta1 = 0.5), 1,500 steps: about 8 s on one thread."""
+    """configs/gan_ring.toml's model and optimizer (R1, n_critic = 2, beta1 = 0.5), 1,500 steps, one thread."""
     torch.manual_seed(0)
     data = load_data(DataConfig(name="ring8"))
     cfg = load_config(ROOT / "configs" / "gan_ring.toml")

@@ -2,7 +2,7 @@
 through the latent space, and the two players' losses over training.
 
     python train/gan.py                                    # configs/gan_mnist.toml: ~9 min training + ~1 min eval, 2 CPU cores
-    python train/gan.py configs/gan_ring.toml              # the 2-D ring of 8 Gaussians (~20 s): every mode
+    python train/gan.py configs/gan_ring.toml              # the 2-D ring of 8 Gaussians: every mode
     python train/gan.py configs/gan_ring_collapse.toml     # the same ring, collapsing on purpose
     python train/gan.py --set train.max_minutes=2          # any config value can be overridden
     python train/gan.py --resume runs/gan_mnist-...        # continue an interrupted run
