@@ -112,3 +112,19 @@ def test_point_spec_round_trips_and_draws_a_scatter_plot(tmp_path):
     assert spec_from_dict(spec.to_dict()) == spec
     path = spec.save_samples(torch.randn(100, 2), tmp_path / "points")
     assert path == tmp_path / "points.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_examples_of_every_class_pair_different_digits_even_when_the_test_split_is_sorted():
+    data = load_data(DataConfig(name="mnist"))
+    order = data.test_y.argsort(stable=True)  # sorted by class, as the shipped test split is
+    data.test_x, data.test_y = data.test_x[order], data.test_y[order]
+    first = next(data.test_batches(32))[1]
+    assert (first[0::2] == first[1::2]).all()  # what the VAE recipe's interpolation grid used to pair
+    x, y = data.test_examples_of_every_class(32)
+    assert x.shape == (32, 1, 28, 28) and x.dtype == torch.float32
+    assert y[:10].tolist() == list(range(10))
+    assert (y[0::2] != y[1::2]).all()
+    # each is a real test digit with its own label
+    for image, label in zip(x[:12], y[:12]):
+        match = (from_uint8(data.test_x) == image).flatten(1).all(dim=1).nonzero().flatten()
+        assert len(match) >= 1 and (data.test_y[match] == label).all()

@@ -30,7 +30,7 @@ def reconstructions(model, x: torch.Tensor) -> torch.Tensor:
 
 
 def interpolations(model, x: torch.Tensor, steps: int = 10) -> torch.Tensor:
-    """One row per pair of digits: decode z = (1 - t) mu_a + t mu_b for t from 0 to 1."""
+    """One row per pair of digits (x[0] with x[1], x[2] with x[3], ...): decode z = (1 - t) mu_a + t mu_b for t from 0 to 1."""
     with torch.no_grad():
         mu, _ = model.encode(x)  # (B, D)
         a, b = mu[0::2], mu[1::2]  # (B/2, D) each
@@ -53,7 +53,7 @@ def main() -> None:
     if run.interrupted:
         return
     model, out = run.sampling_model.eval(), run.run_dir
-    x, _ = next(data.test_batches(32))
+    x, _ = data.test_examples_of_every_class(32)  # pairs of different digits for the interpolations
     x = x.to(model.device)
     save_grid(reconstructions(model, x), out / "reconstructions.png", nrow=8)
     save_grid(interpolations(model, x[:16]), out / "interpolation.png", nrow=10)
