@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -249,6 +250,13 @@ def compare(reports: list[dict[str, Any]], out: str | Path) -> tuple[Path, Path]
     return md, compare_figure(reports, out / "compare.png")
 
 
+def text_panel(text: str, width: int = 36, lines: int = 30) -> str:
+    """The start of a text sample as at most ``lines`` lines of at most ``width`` characters, which fit
+    a 3-inch panel in 6-point monospace: long lines are wrapped, not left to run across the next panel."""
+    wrapped = [part for line in text.splitlines() for part in (textwrap.wrap(line, width) or [""])]
+    return "\n".join(wrapped[:lines])
+
+
 def compare_figure(reports: list[dict[str, Any]], path: Path) -> Path:
     """Top: each run's samples; bottom: FID-MNIST against training time, with the floor and ceiling."""
     from matplotlib.figure import Figure
@@ -264,7 +272,8 @@ def compare_figure(reports: list[dict[str, Any]], path: Path) -> Path:
         if png.is_file():
             ax.imshow(imread(png), cmap="gray")
         elif txt.is_file():
-            ax.text(0, 1, txt.read_text()[:400], va="top", family="monospace", fontsize=6, wrap=True)
+            ax.text(0, 1, text_panel(txt.read_text()), va="top", family="monospace", fontsize=6,
+                    transform=ax.transAxes, clip_on=True)
     ax = fig.add_subplot(grid[1, :])
     for r in reports:
         if "fid" in r.get("quality", {}):

@@ -98,3 +98,24 @@ def test_the_flow_reports_a_bound_for_8_bit_images_and_an_exact_density_for_poin
         }
         cells[name] = table_row(report)[7]  # the likelihood column of `genzoo compare`'s table
     assert cells["images"].endswith("bits/dim (bound)") and cells["points"].endswith("bits/dim (exact)")
+
+
+def test_a_text_sample_is_wrapped_to_fit_its_panel_of_the_compare_figure():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from genzoo.report import text_panel
+
+    speech = "ROMEO:\n" + "But soft, what light through yonder window breaks? " * 12 + "\n\nJULIET:\nAy me."
+    panel = text_panel(speech)
+    lines = panel.splitlines()
+    assert all(len(line) <= 36 for line in lines) and len(lines) <= 30
+    assert lines[0] == "ROMEO:" and lines[1].startswith("But soft, what light")  # wrapped, not cut
+    assert "".join(panel.split()) == "".join(speech.split())[: len("".join(panel.split()))]
+    # drawn as compare_figure draws it, the text stays inside its 3-inch-wide panel
+    fig = Figure(figsize=(3 * 6, 7))
+    FigureCanvasAgg(fig)
+    ax = fig.add_gridspec(2, 6).subplots()[0, 1]
+    text = ax.text(0, 1, panel, va="top", family="monospace", fontsize=6, transform=ax.transAxes, clip_on=True)
+    renderer = fig.canvas.get_renderer()
+    assert text.get_window_extent(renderer).x1 <= ax.get_window_extent(renderer).x1
