@@ -26,6 +26,27 @@ prediction of x_{t+1} from x_1 .. x_t alone. Positions enter in one of two ways:
 The token embedding and the output layer share one matrix (weight tying, Press & Wolf 2017).
 The vocabulary is a registered buffer of int32 code points, so a loaded checkpoint can turn a
 string prompt into token ids without the dataset.
+
+Files:
+- networks: in this file (CausalSelfAttention, MLP, Block, TransformerLM); genzoo/nn.py holds none of them
+- configs: configs/lm_shakespeare.toml (the shipped corpus), configs/lm_tinyshakespeare.toml
+- recipe: train/lm.py; notebook: notebooks/lm.py; tests: tests/test_transformer.py; record: docs/lm.md
+- exercises: genzoo/exercises/lm.py (top-k sampling, the causal mask, bits per character)
+
+References:
+- Vaswani et al. 2017, "Attention Is All You Need", arXiv:1706.03762
+- Radford et al. 2019, "Language Models are Unsupervised Multitask Learners" (GPT-2; an OpenAI report,
+  not on arXiv)
+- Press & Wolf 2017, "Using the Output Embedding to Improve Language Models", arXiv:1608.05859
+- Su et al. 2021, "RoFormer: Enhanced Transformer with Rotary Position Embedding", arXiv:2104.09864
+
+Not here:
+- a key/value cache: each sampled character runs the model over the whole context again
+- subword tokens (GPT-2's byte-pair encoding): a token is one character
+- a start-of-text token: the first character is conditioned on nothing and is not scored
+- top-p (nucleus) sampling and beam search: sampling has temperature and top-k only
+- contexts longer than block_size: sampling crops to the last block_size characters
+- the encoder and cross-attention of Vaswani et al. 2017: this is the decoder alone
 """
 
 from __future__ import annotations
