@@ -39,6 +39,27 @@ with p(x_{t-1}|x_t) = N(mu_tilde(x_t, x0_hat), beta_tilde_t I) (the sampler, unc
 decoder p(x_0|x_1) a Gaussian N(x0_hat, beta_1) integrated over each pixel's 8-bit bin (eq. 13):
 level k at x = k / 127.5 - 1 gets the mass of [x - 1/255, x + 1/255], the end levels the tails
 (``discretized_gaussian_log_likelihood`` in ``genzoo/pixels.py``).
+
+Files: the networks ``UNet`` (images; with ``TimeLabelEmbedding``, ``ResBlock``, ``SelfAttention``) and
+``TimeMLP`` (2-D points) in ``genzoo/nn.py``; configs ``configs/ddpm_mnist.toml`` and
+``configs/ddpm_mnist_gpu.toml``; recipe ``train/ddpm.py``; notebook ``notebooks/ddpm.py``; tests
+``tests/test_ddpm.py``; record ``docs/ddpm.md``; exercises ``genzoo/exercises/ddpm.py``.
+
+References:
+    Ho et al. 2020: J. Ho, A. Jain, P. Abbeel, "Denoising Diffusion Probabilistic Models", arXiv:2006.11239.
+    Song et al. 2021: J. Song, C. Meng, S. Ermon, "Denoising Diffusion Implicit Models", arXiv:2010.02502.
+    Nichol & Dhariwal 2021: A. Nichol, P. Dhariwal, "Improved Denoising Diffusion Probabilistic Models",
+        arXiv:2102.09672.
+    Ho & Salimans 2022: J. Ho, T. Salimans, "Classifier-Free Diffusion Guidance", arXiv:2207.12598.
+
+Not here:
+    learned reverse variances and the hybrid loss L_hybrid (Nichol & Dhariwal 2021): sigma_t^2 is fixed.
+    importance sampling of t, for training or for the bound: t is uniform (the bound is stratified).
+    other parameterisations of the network (predicting x_0 or v): it predicts the noise eps.
+    continuous-time (SDE / probability-flow ODE) formulations and higher-order ODE solvers.
+    classifier guidance with a separately trained noisy classifier: only classifier-free guidance.
+    dynamic thresholding of x0_hat: the clip is the static one to [-1, 1].
+    latent diffusion (an autoencoder's codes) and distillation into fewer sampling steps.
 """
 
 from __future__ import annotations
