@@ -34,6 +34,45 @@ eps ~ N(0, I) given the image. So the flow's density is exact for the continuous
 of the 8-bit image is a lower bound on log P(k) in nats (tight when q fits), estimated with ``samples``
 draws of u, log-mean-exp'd as importance weights (the bound tightens with the number of draws).
 bits/dim = -log_prob / (D ln 2) (``genzoo.metrics``), comparable with the other families.
+
+Files:
+    network       ``genzoo/nn.py``: ``MLP`` (the 2-D conditioners); the image conditioners (``conv_net``)
+                  and every layer are in this file
+    configs       ``configs/flow_mnist.toml`` (multi-scale, MNIST), ``configs/flow_moons.toml`` (2-D points)
+    recipe        ``train/flow.py``
+    notebook      ``notebooks/flow.py`` (and the ``.ipynb`` made from it)
+    tests         ``tests/test_flow.py``
+    record        ``docs/flow.md`` (the benchmark run)
+    exercises     ``genzoo/exercises/flow.py``
+
+References:
+    Dinh et al. 2017: L. Dinh, J. Sohl-Dickstein, S. Bengio, "Density estimation using Real NVP", ICLR 2017,
+        arXiv:1605.08803.
+    Kingma & Dhariwal 2018: D. P. Kingma, P. Dhariwal, "Glow: Generative Flow with Invertible 1x1
+        Convolutions", NeurIPS 2018, arXiv:1807.03039.
+    Theis et al. 2016: L. Theis, A. van den Oord, M. Bethge, "A note on the evaluation of generative
+        models", ICLR 2016, arXiv:1511.01844.
+    Ho et al. 2019: J. Ho, X. Chen, A. Srinivas, Y. Duan, P. Abbeel, "Flow++: Improving Flow-Based
+        Generative Models with Variational Dequantization and Architecture Design", ICML 2019,
+        arXiv:1902.00275.
+    Burda et al. 2016: Y. Burda, R. Grosse, R. Salakhutdinov, "Importance Weighted Autoencoders", ICLR 2016,
+        arXiv:1509.00519.
+    Papamakarios et al. 2017: G. Papamakarios et al., "Masked Autoregressive Flow for Density Estimation",
+        NeurIPS 2017, arXiv:1705.07057.
+    Durkan et al. 2019: C. Durkan et al., "Neural Spline Flows", NeurIPS 2019, arXiv:1906.04032.
+    Grathwohl et al. 2019: W. Grathwohl et al., "FFJORD: Free-form Continuous Dynamics for Scalable
+        Reversible Generative Models", ICLR 2019, arXiv:1810.01367.
+
+Not here:
+    - Glow's learned prior of each factored-out half (its mean and scale predicted from the other half):
+      every part of z is N(0, I); the coupling just before the split plays that role.
+    - Class conditioning (Glow's optional class-conditional prior): ``sample`` takes no labels.
+    - RealNVP's batch normalization and residual conditioners: ActNorm and a 3-layer convolutional net.
+    - RealNVP's checkerboard couplings at every scale: here at full resolution only, then channel halves.
+    - Flow++'s logistic-mixture couplings and self-attention conditioners (Ho et al. 2019): affine only.
+    - Autoregressive flows (Papamakarios et al. 2017), spline couplings (Durkan et al. 2019) and
+      continuous-time flows (Grathwohl et al. 2019).
+    - An exact log P of an 8-bit image: only the dequantization bound, tightened by importance weights.
 """
 
 from __future__ import annotations
