@@ -28,11 +28,42 @@ Short chains mix only if they start somewhere useful: a replay buffer keeps the 
 and each training step restarts most chains where earlier ones stopped and a share ``restart`` from
 uniform noise (Du & Mordatch 2019, sec. 3). ``ReplayBuffer`` holds them in a registered buffer, so
 checkpoints keep it and training resumes with it. Class-conditional models read the network's C outputs as
-logits f(x)[y] = -E(x, y) (Grathwohl et al. 2020): E(x) = -logsumexp_y f(x)[y] is the marginal energy,
-and each class keeps its own slots of the buffer (slot i holds class i mod C).
+logits f(x)[y] = -E(x, y) (Grathwohl et al. 2020), and each class keeps its own slots of the buffer
+(slot i holds class i mod C). Each class is trained only against its own chains, which fits
+p(x | y) = exp(f(x)[y]) / Z_y with a normalizer Z_y per class that training never ties to the others.
+So the label-free energy -logsumexp_y f(x)[y] = -log sum_y Z_y p(x | y) is Grathwohl et al.'s marginal
+energy -log p(x) + const only if all the Z_y are equal, which nothing here makes them: read it as a
+label-free score, and softmax(f(x)) as p(y | x) only under the same proviso.
 
 The energy is also an anomaly score: ``ood_auroc`` measures how well it separates in-distribution
 images (MNIST) from others (FashionMNIST).
+
+Files: the energy networks ``ConvEncoder`` (images) and ``MLP`` (2-D points), with ``with_spectral_norm``,
+in ``genzoo/nn.py``; configs ``configs/ebm_mnist.toml`` and ``configs/ebm_ring.toml``; recipe
+``train/ebm.py``; notebook ``notebooks/ebm.py``; tests ``tests/test_ebm.py``; record ``docs/ebm.md``;
+exercises ``genzoo/exercises/ebm.py``.
+
+References:
+    Du & Mordatch 2019: Y. Du, I. Mordatch, "Implicit Generation and Generalization in Energy-Based Models"
+        (NeurIPS 2019 as "Implicit Generation and Modeling with Energy Based Models"), arXiv:1903.08689.
+    Hinton 2002: G. E. Hinton, "Training Products of Experts by Minimizing Contrastive Divergence",
+        Neural Computation 14(8), 2002 (not on arXiv).
+    Welling & Teh 2011: M. Welling, Y. W. Teh, "Bayesian Learning via Stochastic Gradient Langevin Dynamics",
+        ICML 2011 (not on arXiv).
+    Grathwohl et al. 2020: W. Grathwohl et al., "Your Classifier is Secretly an Energy Based Model and You
+        Should Treat it Like One", arXiv:1912.03263.
+    Miyato et al. 2018: T. Miyato et al., "Spectral Normalization for Generative Adversarial Networks",
+        arXiv:1802.05957.
+    Du et al. 2021: Y. Du, S. Li, J. Tenenbaum, I. Mordatch, "Improved Contrastive Divergence Training of
+        Energy Based Models", arXiv:2012.01316.
+
+Not here:
+    an estimate of Z or of log p(x) (e.g. annealed importance sampling): no likelihood, no bits/dim.
+    a Metropolis-Hastings correction (MALA): the chains are unadjusted, biased by their step size.
+    schedules of the SGLD step or noise: both are fixed for every step of every chain.
+    the KL term through the sampler, data augmentation and multi-scale energies of Du et al. 2021.
+    JEM's hybrid training (Grathwohl et al. 2020): no cross-entropy term on p(y | x) for conditional models.
+    other ways to fit an energy without sampling (score matching, noise-contrastive estimation).
 """
 
 from __future__ import annotations
