@@ -20,7 +20,7 @@ against it the game's value is -2 log 2 + 2 JSD(p_data || p_g) (thm. 1). Each pl
 Stabilisers, each off or on in the config:
 - spectral normalisation of every layer of D (Miyato et al. 2018): W / sigma(W), sigma(W) the largest
   singular value (power iteration in training, exact in eval mode; ``genzoo.nn.with_spectral_norm``):
-  D is 1-Lipschitz layer by layer;
+  every linear layer of D is 1-Lipschitz (a convolution is not quite: see Not here);
 - the R1 penalty on real data (Mescheder et al. 2018, eq. 9): L_D += gamma/2 E_x ||grad_x D(x)||^2;
 - an EMA copy of G for sampling (Yazici et al. 2019): genzoo's trainer keeps an exponential moving
   average of the whole model (``train.ema_decay``, batch-norm statistics too) and samples and evaluates
@@ -35,6 +35,45 @@ pooling; batch norm and ReLU in G, LeakyReLU(0.2) and no batch norm in D, so D(x
 
 There is no likelihood (``likelihood = "none"``); quality is measured on samples (FID-MNIST, precision,
 recall, class coverage; on the ring, modes covered and the share of high-quality samples).
+
+Files:
+- networks: ``MLP`` (both players on 2-D points) and ``SpectralNorm`` / ``with_spectral_norm`` in
+  genzoo/nn.py; the image networks (``ImageGenerator``, ``image_features``) and ``Discriminator`` are here
+- configs: configs/gan_mnist.toml, configs/gan_ring.toml, configs/gan_ring_collapse.toml
+- recipe train/gan.py; notebook notebooks/gan.py; tests tests/test_gan.py; record docs/gan.md
+- exercises genzoo/exercises/gan.py (worked solutions in notebooks/solutions/gan.py)
+
+References:
+- Goodfellow et al. 2014, "Generative Adversarial Networks", arXiv:1406.2661
+- Radford et al. 2016, "Unsupervised Representation Learning with Deep Convolutional Generative
+  Adversarial Networks" (DCGAN), arXiv:1511.06434
+- White 2016, "Sampling Generative Networks", arXiv:1609.04468
+- Salimans et al. 2016, "Improved Techniques for Training GANs", arXiv:1606.03498
+- Lim & Ye 2017, "Geometric GAN", arXiv:1705.02894
+- Heusel et al. 2017, "GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash
+  Equilibrium", arXiv:1706.08500
+- Arjovsky et al. 2017, "Wasserstein GAN", arXiv:1701.07875
+- Gulrajani et al. 2017, "Improved Training of Wasserstein GANs", arXiv:1704.00028
+- Odena et al. 2017, "Conditional Image Synthesis with Auxiliary Classifier GANs", arXiv:1610.09585
+- Donahue et al. 2017, "Adversarial Feature Learning" (BiGAN), arXiv:1605.09782
+- Miyato et al. 2018, "Spectral Normalization for Generative Adversarial Networks", arXiv:1802.05957
+- Miyato & Koyama 2018, "cGANs with Projection Discriminator", arXiv:1802.05637
+- Mescheder et al. 2018, "Which Training Methods for GANs do actually Converge?", arXiv:1801.04406
+- Yazici et al. 2019, "The Unusual Effectiveness of Averaging in GAN Training", arXiv:1806.04498
+- Brock et al. 2019, "Large Scale GAN Training for High Fidelity Natural Image Synthesis", arXiv:1809.11096
+- Karras et al. 2020, "Training Generative Adversarial Networks with Limited Data" (ADA), arXiv:2006.06676
+
+Not here:
+- a 1-Lipschitz D on images: sigma of a kernel reshaped to (out, in * 4 * 4) does not bound the
+  convolution's operator norm, which for D's 4x4 stride-2 convolutions is up to twice it (k / stride)
+- Wasserstein critics: weight clipping (Arjovsky et al. 2017), the gradient penalty (Gulrajani et al. 2017)
+- feature matching and minibatch discrimination against collapse (Salimans et al. 2016)
+- an auxiliary-classifier D (AC-GAN, Odena et al. 2017) and conditional batch norm in G: labels enter
+  G by concatenation to z and D by projection only
+- an encoder from x back to z (BiGAN, Donahue et al. 2017): the latent space is only walked, not inferred
+- residual or self-attention networks (Brock et al. 2019): DCGAN's two-resolution networks only
+- augmentation of D's inputs (ADA, Karras et al. 2020), an R2 penalty on generated data, lazy R1
+- a likelihood, even an estimate: quality is measured on samples only
 """
 
 from __future__ import annotations
