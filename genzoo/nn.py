@@ -14,7 +14,8 @@ decoder mirrors it from a vector back to an image-shaped tensor with any number 
   ``gan.py``, as they need batch norm in G and a features/head split in D for the projection;
 - DDPM: ``UNet`` (images) or ``TimeMLP`` (2-D points) as the noise predictor eps(x_t, t, y);
 - GAN and EBM: ``with_spectral_norm`` on the discriminator or the energy network (``spectral_norm``
-  in each config) makes every layer 1-Lipschitz.
+  in each config) divides each weight by its largest singular value: a linear layer becomes 1-Lipschitz,
+  a convolution only roughly (its reshaped kernel's norm does not bound the convolution's; see gan.py).
 
 Each resolution has one 3x3 convolution and one stride-2 (transposed) convolution, with SiLU
 activations and no normalisation layer: batch statistics would make a likelihood depend on the
