@@ -28,6 +28,40 @@ distribution over the 8-bit levels, so -log p is a code length in nats and bits/
 
 Class-conditional models (``conditional = true``) give both networks a learned embedding of the
 label: the encoder sees it as extra constant input channels, the decoder next to z.
+
+Files:
+    networks      ``genzoo/nn.py``: ``ConvEncoder`` (x -> mu, log_var) and ``ConvDecoder`` (z -> p(x|z)'s
+                  parameters); the pixel likelihoods ``DiscretizedLogistic``, ``Categorical256`` and
+                  ``Bernoulli`` in ``genzoo/pixels.py``
+    config        ``configs/vae_mnist.toml``; measured records in ``docs/vae.md``
+    recipe        ``train/vae.py``
+    notebook      ``notebooks/vae.py`` (and the ``.ipynb`` made from it)
+    tests         ``tests/test_vae.py`` (the pixel likelihoods: ``tests/test_pixels.py``)
+    exercises     ``genzoo/exercises/vae.py``
+
+References:
+    Kingma & Welling 2014: D. P. Kingma, M. Welling, "Auto-Encoding Variational Bayes", ICLR 2014,
+        arXiv:1312.6114.
+    Burda et al. 2016: Y. Burda, R. Grosse, R. Salakhutdinov, "Importance Weighted Autoencoders", ICLR 2016,
+        arXiv:1509.00519.
+    Higgins et al. 2017: I. Higgins et al., "beta-VAE: Learning Basic Visual Concepts with a Constrained
+        Variational Framework", ICLR 2017 (not on arXiv).
+    Salimans et al. 2017: T. Salimans, A. Karpathy, X. Chen, D. P. Kingma, "PixelCNN++: Improving the
+        PixelCNN with Discretized Logistic Mixture Likelihood and Other Modifications", ICLR 2017,
+        arXiv:1701.05517.
+    van den Oord et al. 2016: A. van den Oord, N. Kalchbrenner, K. Kavukcuoglu, "Pixel Recurrent Neural
+        Networks", ICML 2016, arXiv:1601.06759.
+
+Not here:
+    - Training on the importance-weighted bound (the IWAE objective): ``loss`` is the ELBO, k = 1;
+      L_k is used only to evaluate (``log_prob``).
+    - A learned or richer prior (a mixture, VampPrior, a flow): p(z) is fixed at N(0, I).
+    - A richer posterior (full covariance, inverse autoregressive flows): q(z|x) is a diagonal Gaussian.
+    - Hierarchies of latents (ladder VAE, NVAE) and discrete latents (VQ-VAE): one vector z.
+    - An autoregressive decoder (PixelVAE): pixels are independent given z.
+    - KL annealing or free bits against posterior collapse: beta is one constant for the whole run.
+    - Colour images: the networks take one channel.
+    - An exact log p(x): only lower bounds (the ELBO, L_k).
 """
 
 from __future__ import annotations
