@@ -22,20 +22,20 @@ def load(path: Path):
     return module
 
 
-def cases(kind: str):
+def cases():
     for notebook in NOTEBOOKS:
         for exercise in sorted(graders(notebook)):
             yield pytest.param(notebook, exercise, id=f"{notebook}.{exercise}")
 
 
-@pytest.mark.parametrize("notebook, exercise", cases("solution"))
+@pytest.mark.parametrize("notebook, exercise", cases())
 def test_the_worked_solution_passes(notebook, exercise):
     solutions = load(ROOT / "notebooks" / "solutions" / f"{notebook}.py").SOLUTIONS
     assert exercise in solutions, f"notebooks/solutions/{notebook}.py has no solution to {exercise}"
     assert grade(f"{notebook}.{exercise}", solutions[exercise]) is None
 
 
-@pytest.mark.parametrize("notebook, exercise", cases("mistake"))
+@pytest.mark.parametrize("notebook, exercise", cases())
 def test_every_typical_mistake_is_refused_with_a_reason(notebook, exercise):
     mistakes = load(ROOT / "tests" / "exercise_mistakes" / f"{notebook}.py").MISTAKES
     assert mistakes.get(exercise), f"tests/exercise_mistakes/{notebook}.py has no wrong answer for {exercise}"
@@ -65,3 +65,15 @@ def test_an_unanswered_exercise_says_so_and_does_not_stop_the_notebook(capsys):
 def test_an_unknown_exercise_names_the_valid_ones():
     with pytest.raises(KeyError, match="vae has"):
         grade("vae.no_such_exercise", None)
+
+
+def test_the_auroc_graders_pair_count_agrees_with_genzoos_auroc():
+    import torch
+
+    from genzoo.exercises.overview import pair_count_auroc
+    from genzoo.metrics import auroc
+
+    g = torch.Generator().manual_seed(1)
+    for usual, unusual in ((torch.randn(300, generator=g), torch.randn(200, generator=g) + 1),
+                           (torch.randint(0, 4, (50,), generator=g).float(), torch.randint(1, 5, (40,), generator=g).float())):
+        assert abs(pair_count_auroc(usual, unusual) - auroc(usual, unusual)) < 1e-6

@@ -74,6 +74,12 @@ def _name_kl_mistake(actual: Tensor, mu_q: Tensor, lv_q: Tensor, mu_p: Tensor, l
     return None
 
 
+def _not_a_tensor_or_a_known_mistake(actual, mu_q: Tensor, lv_q: Tensor, mu_p: Tensor, lv_p: Tensor) -> str | None:
+    if not isinstance(actual, Tensor):
+        return f"return a tensor of shape ({len(mu_q)},), not a {type(actual).__name__}"
+    return _name_kl_mistake(actual, mu_q, lv_q, mu_p, lv_p)
+
+
 def grade_kl_two_gaussians(answer: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]) -> str | None:
     g = torch.Generator().manual_seed(0)
     B, D = 5, 3
@@ -83,9 +89,7 @@ def grade_kl_two_gaussians(answer: Callable[[Tensor, Tensor, Tensor, Tensor], Te
     # 1. p = N(0, I): the library's kl_to_standard_normal (the VAE's own KL term)
     zeros = torch.zeros(B, D)
     actual = answer(mu_q.clone(), lv_q.clone(), zeros.clone(), zeros.clone())
-    if not isinstance(actual, Tensor):
-        return f"return a tensor of shape ({B},), not a {type(actual).__name__}"
-    named = _name_kl_mistake(actual, mu_q, lv_q, zeros, zeros)
+    named = _not_a_tensor_or_a_known_mistake(actual, mu_q, lv_q, zeros, zeros)
     if named:
         return named
     problem = mismatch(actual, kl_to_standard_normal(mu_q, lv_q), "KL(q || N(0, I))")
@@ -94,9 +98,7 @@ def grade_kl_two_gaussians(answer: Callable[[Tensor, Tensor, Tensor, Tensor], Te
 
     # 2. a general p: a Monte-Carlo estimate of E_q[log q(z) - log p(z)] that knows nothing of the formula
     actual = answer(mu_q.clone(), lv_q.clone(), mu_p.clone(), lv_p.clone())
-    if not isinstance(actual, Tensor):
-        return f"return a tensor of shape ({B},), not a {type(actual).__name__}"
-    named = _name_kl_mistake(actual, mu_q, lv_q, mu_p, lv_p)
+    named = _not_a_tensor_or_a_known_mistake(actual, mu_q, lv_q, mu_p, lv_p)
     if named:
         return named
     S = 200_000
