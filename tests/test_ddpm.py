@@ -43,6 +43,43 @@ class LinearEps(nn.Module):
         return self.conv(x) + 0.01 * t.float().view(-1, 1, 1, 1)
 
 
+class RecordingEps(LinearEps):
+    """LinearEps that keeps every (x_t, t) it is called with."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, x, t, y=None):
+        self.calls.append((x.detach().clone(), t.clone()))
+        return super().forward(x, t, y)
+
+
+def linear_betas(T: int) -> torch.Tensor:
+    """Ho et al.'s 1e-4 .. 0.02 over T = 1000 steps, scaled by 1000 / T, in float64."""
+    return torch.linspace(1e-4, 0.02, T, dtype=torch.float64) * (1000 / T)
+
+
+def alpha_bar_of(betas: torch.Tensor) -> list[float]:
+    """alpha_bar_0 = 1, alpha_bar_t = prod_{s <= t} (1 - beta_s): written out apart from NoiseSchedule."""
+    alpha_bar = [1.0]
+    for beta in betas.tolist():
+        alpha_bar.append(alpha_bar[-1] * (1 - beta))
+    return alpha_bar
+
+
+def song_eq_12(alpha_bar, xt, t, s, eps, noise, eta, clip=False):
+    """x_t -> x_s of DDIM (Song et al. 2021, eq. 12 with eq. 16's sigma), in float64, from the paper."""
+    a_t, a_s = alpha_bar[t], alpha_bar[s]
+    xt, eps, noise = xt.double(), eps.double(), noise.double()
+    x0 = (xt - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)  # "predicted x_0"
+    if clip:
+        x0 = x0.clamp(-1, 1)
+        eps = (xt - math.sqrt(a_t) * x0) / math.sqrt(1 - a_t)  # the noise that the clipped x_0 implies
+    sigma = eta * math.sqrt((1 - a_s) / (1 - a_t)) * math.sqrt(1 - a_t / a_s)
+    return math.sqrt(a_s) * x0 + math.sqrt(1 - a_s - sigma**2) * eps + sigma * noise
+
+
 # -- the forward process -------------------------------------------------------------------------
 
 
@@ -73,6 +110,16 @@ def test_schedules_reach_noise_and_match_their_definitions():
     f = lambda t: math.cos((t / 1000 + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731 (N&D 2021, eq. 17)
     assert cosine.alpha_bar[500].item() == pytest.approx(f(500) / f(0), rel=1e-5)
     torch.testing.assert_close(cosine.alpha_bar[1:], torch.cumprod(1 - cosine.betas[1:].double(), 0).float())
+
+
+@pytest.mark.parametrize("make", SCHEDULES)
+@pytest.mark.parametrize("T", [5, 10, 20, 50])
+def test_short_schedules_stay_a_valid_forward_process(make, T):
+    """The linear schedule scales its betas by 1000 / T: below T = 50 the last ones would reach or pass 1
+    (alpha_bar_T = 0 or negative, and x0_hat divides by zero) without the clamp the cosine one also has."""
+    schedule = make(T)
+    assert (schedule.betas[1:] > 0).all() and (schedule.betas <= 0.999).all()
+    assert (schedule.alpha_bar > 0).all() and (schedule.alpha_bar[1:] < schedule.alpha_bar[:-1]).all()
 
 
 @pytest.mark.parametrize("make", SCHEDULES)
@@ -135,14 +182,80 @@ def test_ddim_sampler_with_every_step_and_eta_1_is_the_ancestral_sampler():
     assert not torch.allclose(a, c, atol=1e-3)  # eta = 0 is a different (deterministic) sampler
 
 
-def test_ddim_eta_0_is_deterministic_given_x_T():
-    model = tiny_image_model()
-    nn.init.normal_(model.eps_net.conv_out[-1].weight, std=0.1)
-    x_T = next(model.trajectory(2, generator=torch.Generator().manual_seed(0), sampler="ddim", steps=5))
-    runs = [list(model.trajectory(2, generator=torch.Generator().manual_seed(0), sampler="ddim", steps=5)) for _ in "ab"]
-    torch.testing.assert_close(runs[0][0], x_T)
-    torch.testing.assert_close(runs[0][-1], runs[1][-1])
-    assert len(runs[0]) == 6  # x_T and five steps
+@pytest.mark.parametrize("clip", [False, True])
+def test_ddim_strided_step_is_song_eq_12(clip):
+    """Steps that skip timesteps (as the sampler with steps < T takes them) against eq. 12 written out."""
+    schedule = NoiseSchedule.linear(100)
+    alpha_bar = alpha_bar_of(linear_betas(100))
+    g = torch.Generator().manual_seed(3)
+    for t, s in [(60, 35), (100, 0), (100, 1), (7, 2), (50, 49)]:
+        xt, eps, noise = (torch.randn(5, 1, 4, 4, generator=g) for _ in range(3))
+        for eta in (0.0, 0.5, 1.0):
+            expected = song_eq_12(alpha_bar, xt, t, s, eps, noise, eta, clip)
+            got = schedule.ddim_step(xt, t, s, eps, noise, eta=eta, clip=clip).double()
+            torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4, msg=f"t={t}, s={s}, eta={eta}")
+
+
+@pytest.mark.parametrize("steps, times", [(4, [20, 15, 10, 5, 0]), (3, [20, 13, 7, 0])])
+@pytest.mark.parametrize("eta, clip", [(0.0, True), (0.5, False), (1.0, False)])
+def test_ddim_sampler_with_fewer_steps_is_a_hand_loop_of_eq_12(steps, times, eta, clip):
+    """The sampler visits the rounded, evenly spaced times and applies eq. 12 between them.
+
+    It draws x_T, then one noise tensor per step, from the generator it is given: a second generator
+    with the same seed feeds the hand loop the same numbers.
+    """
+    betas = torch.linspace(0.01, 0.3, 20, dtype=torch.float64)  # alpha_bar_20 = 0.03 (linear(20) reaches beta = 1)
+    net = RecordingEps()
+    model = DDPM(net, NoiseSchedule(betas), data_shape=(1, 2, 2))
+    alpha_bar = alpha_bar_of(betas)
+    options = dict(sampler="ddim", steps=steps, eta=eta, clip=clip)
+    trajectory = list(model.trajectory(3, generator=torch.Generator().manual_seed(4), **options))
+    assert [t[0].item() for _, t in net.calls] == times[:-1] and len(trajectory) == len(times)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 1, 2, 2, generator=g).double()
+    torch.testing.assert_close(trajectory[0].double(), x)
+    with torch.no_grad():
+        for i, (t, s) in enumerate(zip(times[:-1], times[1:])):
+            eps = net(x.float(), torch.full((3,), t))
+            x = song_eq_12(alpha_bar, x, t, s, eps, torch.randn(3, 1, 2, 2, generator=g), eta, clip)
+            torch.testing.assert_close(trajectory[i + 1].double(), x, atol=1e-4, rtol=1e-4, msg=f"x_{s}")
+
+
+def test_ddim_step_with_eta_0_ignores_the_noise():
+    """sigma = eta * (...) = 0: two different noise tensors give the same x_s; with eta = 0.5 they do not."""
+    schedule = NoiseSchedule.cosine(50)
+    g = torch.Generator().manual_seed(6)
+    for t, s in [(50, 30), (20, 19), (10, 0)]:
+        xt, eps, noise_a, noise_b = (torch.randn(4, 1, 3, 3, generator=g) for _ in range(4))
+        a = schedule.ddim_step(xt, t, s, eps, noise_a, eta=0.0)
+        torch.testing.assert_close(a, schedule.ddim_step(xt, t, s, eps, noise_b, eta=0.0), atol=0, rtol=0)
+        if s > 0:  # sigma = 0 at s = 0 for any eta; elsewhere eta > 0 must use the noise
+            assert not torch.allclose(a, schedule.ddim_step(xt, t, s, eps, noise_b, eta=0.5), atol=1e-3)
+
+
+def test_ddim_sampler_with_eta_0_is_deterministic_given_x_T():
+    """Same x_T, different noise for every step: eta = 0 lands on the same x_0, eta = 0.5 does not.
+
+    The sampler draws x_T, then each step's noise, from the generator it is given; re-seeding that
+    generator once x_T is out changes the step noise only.
+    """
+    model = DDPM(LinearEps(), NoiseSchedule.cosine(20), data_shape=(1, 3, 3))
+
+    def run(eta, step_seed):
+        g = torch.Generator().manual_seed(0)
+        runs = model.trajectory(4, generator=g, sampler="ddim", steps=5, eta=eta)
+        x_T = next(runs)
+        g.manual_seed(step_seed)
+        return [x_T, *runs]
+
+    a, b = run(0.0, 1), run(0.0, 2)
+    assert len(a) == 6  # x_T and five steps
+    torch.testing.assert_close(a[0], b[0], atol=0, rtol=0)
+    for x, y in zip(a[1:], b[1:]):
+        torch.testing.assert_close(x, y, atol=0, rtol=0)
+    noisy_a, noisy_b = run(0.5, 1), run(0.5, 2)
+    torch.testing.assert_close(noisy_a[0], a[0], atol=0, rtol=0)
+    assert not torch.allclose(noisy_a[-1], noisy_b[-1], atol=1e-3)  # the step noise did change
 
 
 # -- guidance ------------------------------------------------------------------------------------
@@ -159,7 +272,8 @@ class FixedLabels(nn.Module):
         return self.eps_net(x, t, self.y)
 
 
-def test_guidance_0_is_the_unconditional_sampler_of_the_conditional_network():
+def test_guidance_0_samples_with_the_conditional_noise_alone():
+    """guidance = 0 is eps(x_t, t, y) alone: the same samples as a copy of the network with y held fixed."""
     cond = tiny_image_model(conditional=True)
     nn.init.normal_(cond.eps_net.conv_out[-1].weight, std=0.1)
     labels = torch.tensor([0, 3, 7])
@@ -168,6 +282,42 @@ def test_guidance_0_is_the_unconditional_sampler_of_the_conditional_network():
         a = cond.sample(3, generator=torch.Generator().manual_seed(2), labels=labels, guidance=0.0, **options)
         b = uncond.sample(3, generator=torch.Generator().manual_seed(2), **options)
         torch.testing.assert_close(a, b)
+
+
+class LabelEps(nn.Module):
+    """A conditional noise predictor with a plain dependence on the label; label 10 is "no label"."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(0.4))
+
+    def forward(self, x, t, y):
+        return self.scale * x + 0.01 * t.float().view(-1, 1, 1, 1) + 0.1 * (y.float().view(-1, 1, 1, 1) - 5)
+
+
+@pytest.mark.parametrize("options", [dict(sampler="ddpm"), dict(sampler="ddim", steps=5, eta=0.5)])
+def test_guided_sampler_steps_with_the_classifier_free_noise(options):
+    """With w > 0 every step uses (1 + w) eps(x_t, t, y) - w eps(x_t, t, no label) (Ho & Salimans 2022, eq. 6)."""
+    net, w = LabelEps(), 2.0
+    model = DDPM(net, NoiseSchedule.cosine(20), data_shape=(1, 2, 2), num_classes=10)
+    options = dict(options, labels=[2, 7], clip=False)
+    samples = model.sample(4, generator=torch.Generator().manual_seed(7), guidance=w, **options)
+    y, no_label = torch.tensor([2, 7, 2, 7]), torch.full((4,), 10)  # the labels repeated to n = 4
+    schedule, g = model.schedule, torch.Generator().manual_seed(7)
+    times = [20, 16, 12, 8, 4, 0] if options["sampler"] == "ddim" else list(range(20, -1, -1))
+    x = torch.randn(4, 1, 2, 2, generator=g)
+    with torch.no_grad():
+        for t, s in zip(times[:-1], times[1:]):
+            tt = torch.full((4,), t)
+            eps = (1 + w) * net(x, tt, y) - w * net(x, tt, no_label)
+            noise = torch.randn(4, 1, 2, 2, generator=g)
+            if options["sampler"] == "ddim":
+                x = schedule.ddim_step(x, t, s, eps, noise, eta=0.5, clip=False)
+            else:
+                x = schedule.ddpm_step(x, t, eps, noise, clip=False)
+    torch.testing.assert_close(samples, x, atol=1e-5, rtol=1e-5)
+    unguided = model.sample(4, generator=torch.Generator().manual_seed(7), **options)
+    assert not torch.allclose(samples, unguided, atol=1e-3)  # guidance changed the samples
 
 
 def test_guided_noise_is_the_classifier_free_combination():
@@ -190,6 +340,33 @@ def test_label_dropout_feeds_the_no_label_class():
     model.eps_net.embedding.labels.register_forward_hook(lambda m, args, out: seen.append(args[0].clone()))
     model.loss(digit_like_batch(8))
     assert (seen[0] == 10).all()
+
+
+def test_loss_draws_t_from_1_to_T_and_noises_x_0_to_that_t(monkeypatch):
+    """t ~ Uniform{1..T} (index 0 is the data), and the network sees x_t = q_sample(x_0, t) of its own t.
+
+    T = 100 and 4,000 draws: P(some value of 1..100 never drawn) <= 100 * 0.99**4000 ~ 4e-16 (for
+    either end alone 2e-18), so the seed is not what makes it pass; {0..T-1} would show 0 and miss T.
+    """
+    betas = linear_betas(100)
+    net = RecordingEps()
+    model = DDPM(net, NoiseSchedule(betas), data_shape=(1, 2, 2))
+    alpha_bar = torch.tensor(alpha_bar_of(betas))
+    g = torch.Generator().manual_seed(8)
+    x0 = torch.randint(0, 256, (4000, 1, 2, 2), generator=g).float() / 127.5 - 1
+    eps = torch.randn(x0.shape, generator=g)
+    monkeypatch.setattr(torch, "randn_like", lambda x: eps.clone())
+    torch.manual_seed(0)
+    with torch.no_grad():
+        loss, _ = model.loss((x0, None))
+    (xt, t), = net.calls
+    assert t.min().item() == 1 and t.max().item() == 100 and len(t.unique()) == 100
+    a = alpha_bar[t].view(-1, 1, 1, 1)
+    expected_xt = a.sqrt() * x0.double() + (1 - a).sqrt() * eps.double()  # Ho et al. 2020, eq. 4
+    torch.testing.assert_close(xt.double(), expected_xt, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        expected = ((eps - LinearEps()(xt, t)) ** 2).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 # -- the bound -----------------------------------------------------------------------------------
@@ -239,7 +416,51 @@ def test_stratified_bound_is_unbiased():
     assert short.std() > full.std()  # fewer timesteps: more variance, same mean
 
 
-def test_log_prob_shape_and_bits_per_dim_range():
+class OffsetOracleEps(nn.Module):
+    """Knows x_0 and alpha_bar: returns the true noise of x_t plus a fixed offset c (zero: a perfect network)."""
+
+    def __init__(self, x0, alpha_bar, c):
+        super().__init__()
+        self.x0, self.alpha_bar, self.c = x0.double(), torch.tensor(alpha_bar), c.double()
+        self.unused = nn.Parameter(torch.zeros(()))  # a parameter, so that the model has a device
+
+    def forward(self, x, t, y=None):
+        a = self.alpha_bar[t].view(-1, 1, 1, 1)
+        return ((x.double() - a.sqrt() * self.x0) / (1 - a).sqrt() + self.c).float()
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.3])
+def test_bound_of_a_network_off_by_a_constant_is_ho_eq_12_in_closed_form(offset):
+    """If eps_theta = eps + c, every term of the bound is known in closed form, whatever x_t is drawn:
+
+    L_T = KL(N(sqrt(ab_T) x_0, 1 - ab_T) || N(0, 1)) per pixel;
+    L_{t-1} = beta_t^2 / (2 sigma_t^2 alpha_t (1 - ab_t)) |c|^2 with sigma_t^2 = beta_tilde_t (Ho et al. 2020,
+        eq. 12), which is beta_t / (2 alpha_t (1 - ab_{t-1})) |c|^2;
+    L_0 = -log of the mass of N(x_0 - sqrt((1 - ab_1) / ab_1) c, beta_1) over x_0's 8-bit bin (eq. 13).
+    With c = 0 (a perfect noise predictor) only L_T and L_0 remain.
+    """
+    betas = torch.linspace(1e-3, 0.05, 30, dtype=torch.float64)  # alpha_bar_T = 0.46: L_T is not negligible
+    ab = alpha_bar_of(betas)
+    g = torch.Generator().manual_seed(9)
+    x0 = torch.randint(0, 256, (3, 1, 4, 4), generator=g).float() / 127.5 - 1
+    x0[0, 0, 0, :2] = torch.tensor([-1.0, 1.0])  # both end levels: the decoder's tails
+    c = offset * torch.randn(1, 1, 4, 4, generator=g).double()
+    model = DDPM(OffsetOracleEps(x0, ab, c), NoiseSchedule(betas), data_shape=(1, 4, 4))
+    with torch.no_grad():
+        bound = model.log_prob(x0)  # every t once (K = T - 1 strata of one timestep each)
+    x, T = x0.double(), 30
+    prior = 0.5 * (ab[T] * x**2 - ab[T] - math.log(1 - ab[T]))  # KL to N(0, 1), written out
+    weights = sum(betas[t - 1].item() / (2 * (1 - betas[t - 1].item()) * (1 - ab[t - 1])) for t in range(2, T + 1))
+    middle = weights * (c**2).sum()
+    decoder = torch.distributions.Normal(x - math.sqrt((1 - ab[1]) / ab[1]) * c, math.sqrt(betas[0].item()))
+    upper = torch.where(x > 0.999, 1.0, decoder.cdf(x + 1 / 255))
+    lower = torch.where(x < -0.999, 0.0, decoder.cdf(x - 1 / 255))
+    expected = -(prior.sum((1, 2, 3)) + middle) + torch.log(upper - lower).sum((1, 2, 3))
+    torch.testing.assert_close(bound.double(), expected, atol=1e-4, rtol=1e-5)
+
+
+def test_log_prob_shape_and_bits_per_dim_are_positive():
+    """The bound is below log P(x) <= 0 of a discrete image: positive bits for any network."""
     model = tiny_image_model()
     x, _ = digit_like_batch(4)
     with torch.no_grad():
@@ -331,6 +552,7 @@ def train_on_ring(conditional: bool, steps: int = 2500) -> DDPM:
     return model
 
 
+@pytest.mark.slow  # trains for several seconds: left out of mutation runs
 def test_ring_samples_cover_the_modes():
     model = train_on_ring(conditional=False)
     x = model.sample(1000, generator=torch.Generator().manual_seed(0), clip=False)
@@ -341,6 +563,7 @@ def test_ring_samples_cover_the_modes():
     assert (counts >= 60).sum() >= 7  # >= 7 of the 8 modes, each with a fair share (an even share is 125)
 
 
+@pytest.mark.slow  # trains for several seconds: left out of mutation runs
 def test_conditional_ring_samples_land_in_their_mode():
     model = train_on_ring(conditional=True)
     labels = torch.arange(8).repeat(50)

@@ -271,6 +271,7 @@ def train_on_ring(steps: int) -> EBM:
     return model
 
 
+@pytest.mark.slow  # trains for several seconds: left out of mutation runs
 def test_ring_samples_cover_the_modes():
     model = train_on_ring(steps=600)
     x = model.sample(1000, generator=torch.Generator().manual_seed(0))

@@ -197,6 +197,7 @@ class Affine(nn.Module):
         return self.mu + self.sigma * z
 
 
+@pytest.mark.slow  # trains for several seconds: left out of mutation runs
 def test_discriminator_trained_alone_approaches_the_optimal_discriminator():
     """D*(x) = p_data / (p_data + p_g) (Goodfellow et al. 2014, prop. 1) for p_data = N(1, 0.5^2), p_g = N(0, 1)."""
     torch.manual_seed(0)
@@ -296,6 +297,7 @@ def test_configs_load_and_build():
 # -- the ring: a short run finds the modes -------------------------------------------------------
 
 
+@pytest.mark.slow  # trains for several seconds: left out of mutation runs
 def test_ring_short_run_covers_at_least_6_of_8_modes():
     """configs/gan_ring.toml's model and optimizer (R1, n_critic = 2, beta1 = 0.5), 1,500 steps, one thread."""
     torch.manual_seed(0)

@@ -117,7 +117,7 @@ class NoiseSchedule(nn.Module):
     @classmethod
     def linear(cls, T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> "NoiseSchedule":
         scale = 1000 / T  # keeps alpha_bar_T near zero for any T (Nichol & Dhariwal 2021, sec. 3.2)
-        return cls(torch.linspace(beta_start * scale, beta_end * scale, T, dtype=torch.float64))
+        return cls(torch.linspace(beta_start * scale, beta_end * scale, T, dtype=torch.float64).clamp(max=0.999))
 
     @classmethod
     def cosine(cls, T: int, s: float = 0.008) -> "NoiseSchedule":
