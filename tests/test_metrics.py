@@ -16,6 +16,7 @@ from genzoo.metrics import (
     gaussian_frechet,
     heldout_nll,
     precision_recall,
+    real_fid_spread,
     recognizability,
     reference_points,
     ring8_quality,
@@ -31,11 +32,6 @@ def random_covariance(d: int, generator: torch.Generator) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- Fréchet
-
-
-def test_frechet_of_a_feature_set_with_itself_is_zero():
-    features = torch.randn(2000, 16, generator=torch.Generator().manual_seed(0))
-    assert frechet_distance(features, features) == pytest.approx(0.0, abs=1e-8)
 
 
 def test_frechet_grows_monotonically_as_a_gaussian_is_shifted():
@@ -67,6 +63,31 @@ def test_frechet_between_diagonal_gaussians_is_the_wasserstein_formula():
     assert gaussian_frechet(mu1, var1.diag(), mu2, var2.diag()) == pytest.approx(float(expected), rel=1e-10)
 
 
+def test_frechet_distance_of_gaussian_samples_approaches_the_closed_form():
+    """Samples of N(m1, R D1 R^T) and N(m2, R D2 R^T): the 2-Wasserstein distance squared is
+    ||m1 - m2||^2 + sum (sqrt(D1) - sqrt(D2))^2 (the covariances commute), whatever the rotation R."""
+    g = torch.Generator().manual_seed(4)
+    d, n = 4, 40_000
+    R = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))[0]
+    m1, m2 = torch.tensor([0.0, 1.0, 0.0, -1.0]), torch.tensor([0.5, 0.0, 0.0, 1.0])
+    var1, var2 = torch.tensor([1.0, 4.0, 0.25, 2.0]), torch.tensor([2.0, 1.0, 1.0, 0.5])
+    expected = (m1 - m2).square().sum() + (var1.sqrt() - var2.sqrt()).square().sum()  # 5.25 + 1.61
+    real = (torch.randn(n, d, generator=g, dtype=torch.float64) * var1.sqrt()) @ R.T + m1.double() @ R.T
+    fake = (torch.randn(n, d, generator=g, dtype=torch.float64) * var2.sqrt()) @ R.T + m2.double() @ R.T
+    assert frechet_distance(real, fake) == pytest.approx(float(expected), rel=0.02)
+
+
+def test_fid_spread_of_real_subsets_narrows_as_they_grow():
+    """Subsets of one Gaussian scored against another sample of it: FID is pure sample noise, so its
+    range over subsets shrinks with n, and there is no range when n takes every point."""
+    g = torch.Generator().manual_seed(5)
+    train, test = torch.randn(4000, 8, generator=g), torch.randn(4000, 8, generator=g)
+    small, large = real_fid_spread(train, test, 200, draws=8), real_fid_spread(train, test, 2000, draws=8)
+    assert 0 <= small["fid_min"] < small["fid_max"] and small["fid_draws"] == 8
+    assert large["fid_max"] < small["fid_max"] and large["fid_sd"] < small["fid_sd"]
+    assert real_fid_spread(train, test, 4000) == {}
+
+
 # ---------------------------------------------------------------------------------------------- precision and recall
 
 
@@ -78,9 +99,37 @@ def test_precision_and_recall_on_known_point_sets():
     assert recall == pytest.approx(1 / 10)  # only the real 0 lies within 0.2 of a fake point
 
 
-def test_identical_sets_have_full_precision_and_recall():
-    points = torch.randn(300, 4, generator=torch.Generator().manual_seed(3))
-    assert precision_recall(points, points.clone(), k=3) == (1.0, 1.0)
+def brute_force_precision_recall(real: list[list[float]], fake: list[list[float]], k: int) -> tuple[float, float]:
+    """Kynkäänniemi et al. 2019, eq. 1-3, with Python lists and sorting: no shared code with genzoo."""
+
+    def dist(a, b):
+        return math.sqrt(sum((ai - bi) ** 2 for ai, bi in zip(a, b)))
+
+    def radii(points):  # the k-th nearest *other* point
+        return [sorted(dist(p, q) for j, q in enumerate(points) if j != i)[k - 1] for i, p in enumerate(points)]
+
+    def share_inside(queries, points):
+        r = radii(points)
+        return sum(any(dist(q, p) <= rp for p, rp in zip(points, r)) for q in queries) / len(queries)
+
+    return share_inside(fake, real), share_inside(real, fake)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_precision_and_recall_match_a_brute_force_knn(k):
+    """A narrower cloud beside a wider one: neither precision nor recall is near 0 or 1."""
+    g = torch.Generator().manual_seed(k)
+    real = torch.randn(60, 3, generator=g)
+    fake = 0.7 * torch.randn(50, 3, generator=g) + torch.tensor([2.0, 0.0, 0.0])
+    expected = brute_force_precision_recall(real.tolist(), fake.tolist(), k)
+    assert all(0.05 < value < 0.95 for value in expected), expected  # a case where the answer is not trivial
+    assert precision_recall(real, fake, k=k) == pytest.approx(expected, abs=1e-6)  # one point is 1/60
+
+
+def test_a_point_exactly_on_a_ball_is_inside():
+    real = torch.arange(10.0)[:, None]  # k = 1 radii: all 1
+    fake = torch.tensor([[10.0], [-1.0], [10.5]])  # on the balls of 9 and 0; outside every ball
+    assert precision_recall(real, fake, k=1)[0] == pytest.approx(2 / 3)
 
 
 # ---------------------------------------------------------------------------------------------- classifier metrics

@@ -16,6 +16,7 @@ from genzoo.models.transformer import (
     apply_rotary,
     rotary_angles,
 )
+from genzoo.metrics import heldout_nll
 from genzoo.specs import TextSpec
 
 VOCAB = "\n !',.:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -103,6 +104,26 @@ def test_log_prob_is_the_sum_of_next_token_log_probs(positions):
     # and the loss is the same quantity averaged per character
     loss, _ = model.loss((ids[:, :-1], ids[:, 1:]))
     torch.testing.assert_close(loss.double(), -expected.sum() / (2 * 8), atol=1e-5, rtol=1e-5)
+
+
+def test_heldout_nats_per_char_under_a_fixed_unigram_model_match_a_hand_computation():
+    """With the final LayerNorm's gain zeroed, every position predicts softmax(W_e beta): a fixed unigram
+    table. The held-out loss of two texts is then computed by hand, character by character."""
+    model = make_model(bias=True)
+    beta = torch.randn(32, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        model.ln_out.weight.zero_()
+        model.ln_out.bias.copy_(beta)
+    rows = model.token_embedding.weight.tolist()  # tied to the output layer
+    logits = [sum(w * b for w, b in zip(row, beta.tolist())) for row in rows]
+    log_z = math.log(sum(math.exp(v) for v in logits))
+    texts = ["To be, or not to", "be: that is the ", "question. Whethe"]  # 16 characters: 15 predicted
+    by_hand = [-sum(logits[VOCAB.index(c)] - log_z for c in text[1:]) for text in texts]  # the first is given
+    ids = torch.stack([SPEC.encode(text) for text in texts])
+    result = heldout_nll(model, [(ids[:2], torch.zeros(2)), (ids[2:], torch.zeros(1))])
+    assert result["examples"] == 3
+    assert result["nll_nats"] == pytest.approx(sum(by_hand) / 3, rel=1e-5)
+    assert result["bits_per_dim"] == pytest.approx(sum(by_hand) / 3 / 15 / math.log(2), rel=1e-5)  # per predicted char
 
 
 def test_log_prob_gradients_flow():
