@@ -158,19 +158,38 @@ def image_metrics(samples: Tensor, real: Tensor, evaluator: Evaluator, k: int = 
     return feature_metrics(real_features, *evaluator.embed(samples), k)
 
 
+def real_fid_spread(train_features: Tensor, test_features: Tensor, n: int, draws: int = 10, seed: int = 1) -> dict:
+    """FID of ``draws`` random ``n``-subsets of the real training features against the test features:
+    how much FID moves with the sample alone. Differences between models smaller than this range are
+    noise at this ``n``. Empty when ``n`` takes every training image (no two subsets differ)."""
+    if n >= len(train_features):
+        return {}
+    generator = torch.Generator().manual_seed(seed)
+    test_stats = mean_and_covariance(test_features)
+    subsets = [torch.randperm(len(train_features), generator=generator)[:n] for _ in range(draws)]
+    fids = torch.tensor([gaussian_frechet(*test_stats, *mean_and_covariance(train_features[i])) for i in subsets])
+    return {"fid_min": float(fids.min()), "fid_max": float(fids.max()), "fid_sd": float(fids.std()), "fid_draws": draws}
+
+
 def reference_points(train: Tensor, test: Tensor, evaluator: Evaluator, n: int, seed: int = 0) -> dict[str, dict]:
     """What the metrics read for real images (the floor) and for noise and blank images (ceilings).
 
     ``n`` images of each kind (at most all of ``train``) are scored against ``test``, so the floor and
-    ceilings carry the same small-sample bias as ``n`` generated samples.
+    ceilings carry the same small-sample bias as ``n`` generated samples. The floor also carries the
+    range of FID over other random subsets of ``n`` real images (``real_fid_spread``).
     """
     generator = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(train), generator=generator)[: min(n, len(train))]
     noise = torch.randn(n, *test.shape[1:], generator=generator).clamp(-1, 1)
     blank = torch.full((n, *test.shape[1:]), -1.0)  # MNIST's background is black
     test_features, _ = evaluator.embed(test)
-    references = {"real train images": train[pick], "Gaussian noise": noise, "blank images": blank}
-    return {name: feature_metrics(test_features, *evaluator.embed(x)) for name, x in references.items()}
+    train_features, train_probs = evaluator.embed(train)
+    floor = feature_metrics(test_features, train_features[pick], train_probs[pick])
+    ceilings = {"Gaussian noise": noise, "blank images": blank}
+    return {
+        "real train images": {**floor, **real_fid_spread(train_features, test_features, n)},
+        **{name: feature_metrics(test_features, *evaluator.embed(x)) for name, x in ceilings.items()},
+    }
 
 
 # ---------------------------------------------------------------------------------------------

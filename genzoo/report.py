@@ -159,10 +159,11 @@ def headline(report: dict[str, Any]) -> str:
     lines = [f"{report['family']} on {report['data']}"]
     quality, likelihood, sampling = report.get("quality", {}), report.get("likelihood", {}), report["sampling"]
     if "fid" in quality:
-        floor = report["references"]["real train images"]["fid"]
+        real = report["references"]["real train images"]
+        spread = f", other subsets {real['fid_min']:.1f} to {real['fid_max']:.1f}" if "fid_min" in real else ""
         lines.append(
             f"  quality ({quality['samples']:,} samples, evaluator {quality['evaluator']}): {FID_NAMES[report['dataset']]} "
-            f"{quality['fid']:.2f} (real images {floor:.2f}), precision {quality['precision']:.3f}, "
+            f"{quality['fid']:.2f} (real images {real['fid']:.2f}{spread}), precision {quality['precision']:.3f}, "
             f"recall {quality['recall']:.3f}, recognizable {quality['recognizability']:.1%}, "
             f"class coverage {quality['coverage']:.3f}"
         )
@@ -222,6 +223,15 @@ def reference_rows(report: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def spread_note(image_reports: list[dict[str, Any]]) -> str:
+    """How far FID-MNIST moves between random subsets of real digits at the first report's n, if measured."""
+    real = image_reports[0]["references"]["real train images"] if image_reports else {}
+    if "fid_min" not in real:
+        return ""
+    return (f" At {real['samples']:,} images, {real['fid_draws']} random subsets of real training digits score"
+            f" FID-MNIST {real['fid_min']:.1f} to {real['fid_max']:.1f}: smaller differences between rows are noise.")
+
+
 def markdown_table(rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
@@ -240,7 +250,8 @@ def compare(reports: list[dict[str, Any]], out: str | Path) -> tuple[Path, Path]
         f"Measured {datetime.date.today().isoformat()} on {machine()}, torch {torch.__version__}.",
         f"Quality: {', '.join(map(str, sample_counts)) or 'no'} samples per image model against the whole test set,"
         " through genzoo's own MNIST classifier (FID-MNIST is not Inception FID: do not compare it with"
-        " published FIDs). Floor and ceilings use as many images (the floor: at most all training images).",
+        " published FIDs). Floor and ceilings use as many images (the floor: at most all training images)."
+        + spread_note(image_reports),
         "Likelihood: bits/dim of the 8-bit test images (exact or a bound, as labelled), or bits/char of the"
         " validation text. Training: wall time of the optimisation steps. Sampling: on this machine.",
         "", "Runs: " + ", ".join(f"`{r['run']}`" for r in reports),

@@ -221,8 +221,8 @@ class EBM(GenerativeModel):
         return self.replay.chains.device  # every EBM has a buffer, not every energy network has parameters
 
     def energy(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """(B,) energies: E(x) of an unconditional model; E(x, y) = -f(x)[y], or without y the marginal
-        E(x) = -logsumexp_y f(x)[y], of a conditional one (Grathwohl et al. 2020, sec. 3)."""
+        """(B,) energies: E(x) of an unconditional model; E(x, y) = -f(x)[y], or without y the label-free
+        score -logsumexp_y f(x)[y] (not -log p(x): the Z_y differ, see above), of a conditional one."""
         out = self.energy_net(x)  # (B, C) or (B, 1)
         if not self.num_classes:
             return out[:, 0]
@@ -345,7 +345,7 @@ class EBM(GenerativeModel):
 
 
 def energy_scores(model: EBM, images: Tensor, batch_size: int = 500) -> Tensor:
-    """(N,) energies E(x) (the marginal one for conditional models): the anomaly score, high = unusual."""
+    """(N,) energies E(x) (the label-free score for conditional models): the anomaly score, high = unusual."""
     scores = []
     with torch.no_grad():
         for chunk in images.split(batch_size):
