@@ -160,10 +160,10 @@ def headline(report: dict[str, Any]) -> str:
     quality, likelihood, sampling = report.get("quality", {}), report.get("likelihood", {}), report["sampling"]
     if "fid" in quality:
         real = report["references"]["real train images"]
-        spread = f", other subsets {real['fid_min']:.1f} to {real['fid_max']:.1f}" if "fid_min" in real else ""
+        spread = f", other subsets {real['fid_min']:.0f} to {real['fid_max']:.0f}" if "fid_min" in real else ""
         lines.append(
             f"  quality ({quality['samples']:,} samples, evaluator {quality['evaluator']}): {FID_NAMES[report['dataset']]} "
-            f"{quality['fid']:.2f} (real images {real['fid']:.2f}{spread}), precision {quality['precision']:.3f}, "
+            f"{quality['fid']:.0f} (real images {real['fid']:.0f}{spread}), precision {quality['precision']:.3f}, "
             f"recall {quality['recall']:.3f}, recognizable {quality['recognizability']:.1%}, "
             f"class coverage {quality['coverage']:.3f}"
         )
@@ -207,7 +207,7 @@ def table_row(report: dict[str, Any]) -> list[str]:
     training = f"{cost['train_seconds'] / 60:.1f} min, {cost['train_steps']:,} steps"
     control = report["control"]
     return [
-        report["family"], report["dataset"], _fmt(quality.get("fid"), 2), _fmt(quality.get("precision")),
+        report["family"], report["dataset"], _fmt(quality.get("fid"), 0), _fmt(quality.get("precision")),
         _fmt(quality.get("recall")), _fmt(quality.get("recognizability")), _fmt(quality.get("coverage")),
         nll, training, speed, f"{cost['parameters'] / 1e6:.2f} M",
         "yes" if control["conditional"] else "no", control["latent"] or "none",
@@ -218,7 +218,7 @@ def reference_rows(report: dict[str, Any]) -> list[list[str]]:
     rows = []
     for name, m in report.get("references", {}).items():
         kind = "floor" if name.startswith("real") else "ceiling"
-        rows.append([f"*{name}* ({kind})", report["dataset"], _fmt(m["fid"], 2), _fmt(m["precision"]),
+        rows.append([f"*{name}* ({kind})", report["dataset"], _fmt(m["fid"], 0), _fmt(m["precision"]),
                      _fmt(m["recall"]), _fmt(m["recognizability"]), _fmt(m["coverage"])] + [""] * 6)
     return rows
 
@@ -229,7 +229,7 @@ def spread_note(image_reports: list[dict[str, Any]]) -> str:
     if "fid_min" not in real:
         return ""
     return (f" At {real['samples']:,} images, {real['fid_draws']} random subsets of real training digits score"
-            f" FID-MNIST {real['fid_min']:.1f} to {real['fid_max']:.1f}: smaller differences between rows are noise.")
+            f" FID-MNIST {real['fid_min']:.0f} to {real['fid_max']:.0f}: smaller differences between rows are noise.")
 
 
 def markdown_table(rows: list[list[str]]) -> str:

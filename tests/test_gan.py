@@ -182,6 +182,37 @@ def test_spectral_norm_divides_by_the_largest_singular_value():
     assert torch.linalg.matrix_norm(layer.weight.detach(), ord=2).item() == pytest.approx(1.0, rel=1e-5)
 
 
+def conv_operator_norm(conv: nn.Conv2d, input_shape: tuple, iterations: int = 200) -> float:
+    """The largest singular value of x -> conv(x) without bias, on inputs of ``input_shape``, by power
+    iteration on A^T A (A^T y is the gradient of <A x, y> with respect to x)."""
+    weight = conv.weight.detach()
+    x = torch.randn(1, *input_shape, generator=torch.Generator().manual_seed(0))
+    for _ in range(iterations):
+        x = (x / x.norm()).requires_grad_(True)
+        y = nn.functional.conv2d(x, weight, stride=conv.stride, padding=conv.padding)
+        (x,) = torch.autograd.grad(y, x, y)  # A^T A x
+    x = x / x.norm()
+    return nn.functional.conv2d(x, weight, stride=conv.stride, padding=conv.padding).norm().item()
+
+
+def test_spectral_norm_of_a_reshaped_kernel_does_not_make_a_convolution_1_lipschitz():
+    """gan.py's "Not here": each conv of the image D has sigma(kernel reshaped to (out, in k k)) = 1, yet
+    the convolution's operator norm is above 1, and at most k / stride = 2 for D's 4x4 stride-2 layers."""
+    model = tiny_image_model(channels=(16, 32)).eval()  # eval: exact sigma
+    shapes = {}
+    hooks = [m.register_forward_pre_hook(lambda m, args: shapes.setdefault(m, args[0].shape[1:]) and None)
+             for m in model.discriminator.modules() if isinstance(m, nn.Conv2d)]
+    model.discriminator(torch.randn(2, 1, 28, 28))
+    for hook in hooks:
+        hook.remove()
+    assert len(shapes) >= 2
+    for conv, shape in shapes.items():
+        kernel = conv.weight.detach().flatten(1)
+        assert torch.linalg.matrix_norm(kernel, ord=2).item() == pytest.approx(1.0, rel=1e-5)
+        norm = conv_operator_norm(conv, tuple(shape))
+        assert 1.05 < norm <= conv.kernel_size[0] / conv.stride[0] + 1e-3, (conv, norm)
+
+
 # -- the optimal discriminator ---------------------------------------------------------------------
 
 
