@@ -297,3 +297,91 @@ def test_trainer_end_to_end_on_points_resume_and_reload(tmp_path):
     model, cfg, spec = load_model(run.run_dir)
     assert isinstance(spec, PointSpec) and model.sample(5, **cfg.sample).shape == (5, 2)
     torch.testing.assert_close(model.replay.chains, run.model.replay.chains, rtol=0, atol=0)
+
+
+# -- the conditional model's energies, the regularizer, and the sampler's generator -----------------
+
+
+class ClassTable(nn.Module):
+    """f(x)[y] = w_y . x for points: a conditional energy network whose energies are known exactly."""
+
+    def __init__(self, classes: int = 3, dim: int = 2):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(classes, dim, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight.T  # (B, C)
+
+
+def conditional_table_model(alpha: float = 0.3) -> EBM:
+    cfg = EBMConfig(alpha=alpha, sgld_clip=0, buffer_size=12, step_size=0.1, noise=0.0, sgld_steps=2)
+    return EBM(ClassTable(), data_shape=(2,), num_classes=3, cfg=cfg, clamp=False)
+
+
+def test_contrastive_loss_of_a_conditional_model_by_hand():
+    """E(x, y) = -f(x)[y]; loss = mean E(x+, y) - mean E(x-, y) + alpha (mean E(x+, y)^2 + mean E(x-, y)^2)."""
+    model = conditional_table_model(alpha=0.3)
+    g = torch.Generator().manual_seed(1)
+    x_pos, x_neg, y = torch.randn(6, 2, generator=g), torch.randn(6, 2, generator=g), torch.tensor([0, 1, 2, 2, 1, 0])
+    w = model.energy_net.weight.detach()
+    e_pos, e_neg = -(x_pos * w[y]).sum(1), -(x_neg * w[y]).sum(1)
+    expected = e_pos.mean() - e_neg.mean() + 0.3 * ((e_pos**2).mean() + (e_neg**2).mean())
+    loss, metrics = model.contrastive_loss(x_pos, x_neg, y)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert metrics["reg"] == pytest.approx(((e_pos**2).mean() + (e_neg**2).mean()).item(), rel=1e-6)
+
+
+def test_conditional_chains_descend_their_own_class_energy():
+    """Without noise, one SGLD step of a chain labelled y moves by +step_size * w_y (E = -w_y . x)."""
+    model = conditional_table_model()
+    x, y = torch.zeros(3, 2), torch.tensor([0, 1, 2])
+    torch.testing.assert_close(model.run_chains(x, y, 1), 0.1 * model.energy_net.weight.detach())
+    torch.testing.assert_close(model.run_chains(x, y, 2), 0.2 * model.energy_net.weight.detach())
+
+
+def test_conditional_training_step_uses_the_labels_everywhere():
+    """The chains start in, run on and are written back to their class, and the loss uses E(x, y)."""
+    model = conditional_table_model()
+    before = model.replay.chains.clone()
+    x_pos, y = torch.randn(4, 2, generator=torch.Generator().manual_seed(2)), torch.tensor([2, 2, 2, 2])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # the weights stay: energies stay known
+    torch.manual_seed(0)
+    loss, _ = model.loss((x_pos, y))  # reads the buffer only: the same starts as the step below
+    torch.manual_seed(0)
+    metrics = model.training_step((x_pos, y), {"main": optimizer}, 0, clip=0.0)
+    assert loss.item() == pytest.approx(metrics["loss"], rel=1e-6)
+    changed = (model.replay.chains != before).any(1).nonzero().flatten()
+    assert len(changed) > 0 and (changed % 3 == 2).all()  # slot i holds class i mod 3
+    w2 = model.energy_net.weight.detach()[2]
+    torch.testing.assert_close(model.replay.chains[changed] - before[changed], 0.2 * w2.expand(len(changed), 2))
+    e_pos = -(x_pos @ w2)
+    assert metrics["energy_data"] == pytest.approx(e_pos.mean().item(), rel=1e-6)
+
+
+def test_buffer_draws_follow_the_generator_not_the_global_seed():
+    model = point_model(restart=0.5)
+    draws = []
+    for global_seed in (0, 1):
+        torch.manual_seed(global_seed)
+        g = torch.Generator().manual_seed(7)
+        starts, slots, fresh = model.replay.chain_starts(16, None, g)
+        draws.append((starts, slots, fresh, model.replay.entries(5, None, g), model.sample(4, generator=g)))
+    for a, b in zip(*draws):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_entries_are_distinct_up_to_a_class_s_slots():
+    model = point_model(buffer_size=64)
+    entries = model.replay.entries(64, None, torch.Generator().manual_seed(0))
+    assert len(torch.unique(entries, dim=0)) == 64  # every chain once: a permutation, not draws with repeats
+
+
+def test_from_config_limits_and_network_outputs():
+    assert point_model(buffer_size=1).replay.chains.shape == (1, 2)  # one chain is enough unconditionally
+    assert point_model(buffer_size=8, conditional=True).replay.chains.shape == (8, 2)  # one per class
+    assert point_model(restart=1.0).replay.restart == 1.0  # every chain fresh: allowed
+    assert point_model().energy_net(torch.zeros(3, 2)).shape == (3, 1)  # one energy per point
+    assert point_model(conditional=True).energy_net(torch.zeros(3, 2)).shape == (3, 8)  # one per class
+    one_class = PointSpec(name="one", dim=2, num_classes=1)
+    assert EBM.from_config(EBMConfig(hidden=8, buffer_size=4, conditional=True), one_class).num_classes == 1
+    assert tiny_image_model().clamp and not point_model().clamp  # pixels stay in [-1, 1]; points roam

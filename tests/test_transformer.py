@@ -10,13 +10,14 @@ import torch
 
 from genzoo.config import load_config
 from genzoo.errors import ConfigError
+from genzoo.metrics import heldout_nll
 from genzoo.models.transformer import (
+    CausalSelfAttention,
     TransformerConfig,
     TransformerLM,
     apply_rotary,
     rotary_angles,
 )
-from genzoo.metrics import heldout_nll
 from genzoo.specs import TextSpec
 
 VOCAB = "\n !',.:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -179,6 +180,105 @@ def test_sampling_is_reproducible_and_respects_top_k():
     logits = model(a[:, :-1])  # (4, 15, V)
     top3 = logits.topk(3, dim=-1).indices  # (4, 15, 3)
     assert (top3 == a[:, 1:, None]).any(-1).all()
+
+
+@pytest.mark.parametrize("temperature, top_k", [(0.5, 0), (2.0, 0), (1.5, 3)])
+def test_sampled_frequencies_follow_softmax_of_logits_over_temperature(temperature, top_k):
+    """Monte Carlo: 40,000 draws from fixed logits land on each character as often as softmax(logits / T)
+    predicts (restricted to the top k and renormalised when k > 0), within 4 standard errors."""
+    logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0]]).repeat(40_000, 1)
+    picks = TransformerLM._pick(logits, torch.Generator().manual_seed(0), temperature, top_k)[:, 0]
+    frequencies = torch.bincount(picks, minlength=5).double() / len(picks)
+    expected = [math.exp(v / temperature) for v in (2.0, 1.0, 0.5, 0.0, -1.0)]
+    if top_k:
+        expected = expected[:top_k] + [0.0] * (5 - top_k)
+    expected = torch.tensor(expected, dtype=torch.float64) / sum(expected)
+    se = (expected * (1 - expected) / len(picks)).sqrt()
+    assert ((frequencies - expected).abs() <= 4 * se + 1e-12).all(), (frequencies, expected)
+
+
+def test_sample_defaults_are_the_documented_ones():
+    """A newline prompt, 500 new characters, temperature 1 and no top-k, as ``sample``'s docstring says;
+    ``trajectory`` has the same defaults (its last step is ``sample``'s result)."""
+    model = make_model()
+    default = model.sample(2, generator=torch.Generator().manual_seed(3))
+    assert default.shape == (2, 501) and (default[:, 0] == VOCAB.index("\n")).all()
+    steps = list(model.trajectory(2, generator=torch.Generator().manual_seed(3)))
+    assert len(steps) == 500
+    torch.testing.assert_close(steps[-1], default, rtol=0, atol=0)
+
+
+def test_rotary_angles_are_su_et_al_eq_15():
+    """theta_i = 10000^(-2i/d) (Su et al. 2021, eq. 15), position m turns pair i by m theta_i: by hand."""
+    cos, sin = rotary_angles(7, 8)
+    for m in range(7):
+        for i in range(4):  # pairs (i, i + d/2) share the angle
+            angle = m * 10000 ** (-2 * i / 8)
+            for j in (i, i + 4):
+                assert cos[m, j].item() == pytest.approx(math.cos(angle), abs=1e-6)
+                assert sin[m, j].item() == pytest.approx(math.sin(angle), abs=1e-6)
+
+
+def test_top_k_keeps_k_characters_even_for_a_single_row():
+    """One row of logits (the usual case when sampling one text): top-3 still draws from three characters."""
+    logits, g = torch.tensor([[2.0, 1.9, 1.8, -5.0]]), torch.Generator().manual_seed(0)
+    picks = {TransformerLM._pick(logits, g, 1.0, 3).item() for _ in range(200)}
+    assert picks == {0, 1, 2}
+
+
+def test_rotary_angles_stay_exact_at_long_positions():
+    """The angles are computed in float64: at position 8,191 a float32 m * theta would be off by ~1e-3."""
+    cos, sin = rotary_angles(8192, 8)
+    for i in range(4):
+        angle = 8191 * 10000 ** (-2 * i / 8)
+        assert cos[-1, i].item() == pytest.approx(math.cos(angle), abs=1e-6)
+        assert sin[-1, i].item() == pytest.approx(math.sin(angle), abs=1e-6)
+
+
+def test_rotary_keeps_a_bf16_input_in_bf16():
+    """Under bf16 autocast q and k arrive in bf16: rotating them must not promote them to float32."""
+    cos, sin = rotary_angles(5, 8)
+    assert apply_rotary(torch.randn(2, 5, 8, dtype=torch.bfloat16), cos, sin).dtype == torch.bfloat16
+
+
+def test_rotary_positions_reach_attention():
+    """Without positions, one layer of causal attention sees the earlier tokens as a set: permuting them
+    leaves the last position's logits unchanged. With rotary positions, it changes them."""
+    torch.manual_seed(0)
+    cfg = TransformerConfig(n_layer=1, n_head=2, n_embd=32, block_size=16, positions="rotary")
+    model = TransformerLM.from_config(cfg, SPEC).eval()
+    ids = torch.tensor([[3, 9, 14, 20, 7]])
+    swapped = torch.tensor([[9, 3, 20, 14, 7]])  # the same tokens before the last, in another order
+    with torch.no_grad():
+        assert not torch.allclose(model(ids)[0, -1], model(swapped)[0, -1], atol=1e-4)
+        attention = model.blocks[0].attn
+        attention.forward = lambda h, rope: CausalSelfAttention.forward(attention, h, None)  # rotary off
+        torch.testing.assert_close(model(ids)[0, -1], model(swapped)[0, -1], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_bias_flag_reaches_every_linear_layer_and_layer_norm(bias):
+    model = make_model(bias=bias)
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.LayerNorm))]
+    assert len(layers) > 5
+    for layer in layers:
+        if layer is model.lm_head:
+            assert layer.bias is None  # tied to the embedding: no bias either way
+        else:
+            assert (layer.bias is not None) == bias, layer
+
+
+def test_attention_dropout_acts_in_training_only():
+    torch.manual_seed(0)
+    cfg = TransformerConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, dropout=0.5)
+    attention, h = CausalSelfAttention(cfg), torch.randn(2, 8, 16)
+    attention.resid_dropout.p = 0.0  # only the attention weights' dropout is left
+    plain = CausalSelfAttention(TransformerConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, dropout=0.0))
+    plain.load_state_dict(attention.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(attention.eval()(h, None), plain.eval()(h, None))  # off in eval mode
+        attention.train()
+        assert not torch.allclose(attention(h, None), attention(h, None))  # on, and random, in training
 
 
 def test_context_is_cropped_to_block_size():
