@@ -385,3 +385,36 @@ def test_from_config_limits_and_network_outputs():
     one_class = PointSpec(name="one", dim=2, num_classes=1)
     assert EBM.from_config(EBMConfig(hidden=8, buffer_size=4, conditional=True), one_class).num_classes == 1
     assert tiny_image_model().clamp and not point_model().clamp  # pixels stay in [-1, 1]; points roam
+
+
+def test_sgld_clips_each_gradient_coordinate_both_ways():
+    """E = w . x with |w_i| above the clip: a noiseless step moves each coordinate by step_size * clip, with
+    the sign of -w_i (clipping bounds each pixel's move; it does not turn the gradient around)."""
+    net = nn.Linear(4, 1, bias=False)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[5.0, -5.0, 0.02, -0.02]]))
+    model = EBM(net, data_shape=(4,), cfg=EBMConfig(sgld_clip=0.5, buffer_size=1), clamp=False)
+    step = model.langevin_step(torch.zeros(2, 4), None, step_size=0.1, noise=0.0)
+    torch.testing.assert_close(step, torch.tensor([[-0.05, 0.05, -0.002, 0.002]]).expand(2, 4))
+
+
+def test_image_chains_are_clamped_to_the_pixel_range_and_no_further():
+    model = tiny_image_model()
+    x = torch.full((2, 1, 28, 28), 0.3)
+    x[:, :, 0, 0] = 5.0
+    step = model.langevin_step(x, None, step_size=1e-6, noise=0.0)
+    assert step.max() == 1.0 and ((step[:, :, 1:] - 0.3).abs() < 1e-3).all()
+
+
+@pytest.mark.parametrize("make, init_range", [(tiny_image_model, 1.0), (point_model, 1.5)])
+def test_chains_and_fresh_noise_fill_the_init_range_uniformly(make, init_range):
+    """Images start in the pixel range [-1, 1]; points in [-1.5, 1.5], past the ring of radius 1."""
+    model = make(buffer_size=4000)
+    for draws in (model.replay.chains, model.replay.uniform_noise(4000, torch.Generator().manual_seed(0))):
+        assert -init_range <= draws.min() < -0.98 * init_range and 0.98 * init_range < draws.max() <= init_range
+        assert abs(draws.mean().item()) < 0.02 * init_range
+    noise_start = model.sample(3, from_buffer=False, mcmc_steps=0, generator=torch.Generator().manual_seed(1))
+    again = model.sample(3, from_buffer=False, mcmc_steps=0, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(noise_start, again, rtol=0, atol=0)  # uniform starts follow the generator
+    chains = model.replay.chains.flatten(1)
+    assert not (noise_start.flatten(1)[:, None] == chains[None]).all(2).any()  # fresh, not buffer entries
