@@ -376,3 +376,60 @@ def test_trainer_end_to_end_with_exact_resume(tmp_path):
     assert '"modes"' in val[-1] and '"g_loss"' in val[-1]  # the trainer scores the ring for mode collapse
     model, cfg, spec = load_model(run)
     assert isinstance(model, GAN) and model.sample(5, labels=[2]).shape == (5, 2)
+
+
+# -- the latent walk, the generator's loss, truncation and the two optimizers ----------------------
+
+
+class LatentOut(nn.Module):
+    """A generator that returns its latent: G(z) = z, so the walk itself can be read off."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))
+
+    def forward(self, z, y=None):
+        return z
+
+
+def test_interpolate_is_slerp_between_two_latents_by_hand():
+    """z(t) = (sin((1 - t) w) z0 + sin(t w) z1) / sin(w), cos w = z0.z1 / |z0||z1| (White 2016), t = 0..1."""
+    model = tiny_image_model()
+    model.generator, model.data_shape = LatentOut(), (model.latent_dim,)
+    walk = model.interpolate(3, 5, generator=torch.Generator().manual_seed(4))  # (3, 5, latent_dim)
+    g = torch.Generator().manual_seed(4)
+    z0, z1 = torch.randn(3, 8, generator=g), torch.randn(3, 8, generator=g)
+    for i in range(3):
+        a, b = z0[i].double(), z1[i].double()
+        w = math.acos(float(a @ b / (a.norm() * b.norm())))
+        for j, t in enumerate([0.0, 0.25, 0.5, 0.75, 1.0]):
+            expected = (math.sin((1 - t) * w) * a + math.sin(t * w) * b) / math.sin(w)
+            torch.testing.assert_close(walk[i, j].double(), expected, atol=1e-5, rtol=1e-5)
+    assert model.interpolate(2, generator=torch.Generator().manual_seed(0)).shape == (2, 10, 8)  # 10 steps
+
+
+@pytest.mark.parametrize("kind", ["nonsaturating", "hinge"])
+def test_generator_step_loss_is_the_configured_loss_of_d_on_g(kind):
+    model = tiny_image_model(loss=kind).eval()  # eval: exact sigma, so two passes see the same D
+    torch.manual_seed(0)
+    loss, metrics = model.generator_step_loss(6, None)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        logits = model.discriminator(model.generator(torch.randn(6, model.latent_dim)))
+    expected = -logits.mean() if kind == "hinge" else torch.nn.functional.softplus(-logits).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5) and metrics["g_loss"] == loss.item()
+
+
+def test_truncation_reaches_the_samples():
+    model = tiny_image_model()
+    model.generator, model.data_shape = LatentOut(), (model.latent_dim,)
+    z = model.sample(200, truncation=0.5, generator=torch.Generator().manual_seed(0))
+    assert z.abs().max() <= 0.5 and z.abs().max() > 0.45
+
+
+def test_each_player_gets_its_own_learning_rate_and_shares_the_rest():
+    model = tiny_image_model(g_lr=5e-4)
+    optimizers = model.configure_optimizers(OptimConfig(lr=2e-4, weight_decay=0.01, betas=(0.5, 0.9)))
+    d, g = optimizers["discriminator"].param_groups[0], optimizers["generator"].param_groups[0]
+    assert (d["lr"], g["lr"]) == (2e-4, 5e-4)
+    assert d["weight_decay"] == g["weight_decay"] == 0.01 and d["betas"] == g["betas"] == (0.5, 0.9)
