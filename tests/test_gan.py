@@ -433,3 +433,26 @@ def test_each_player_gets_its_own_learning_rate_and_shares_the_rest():
     d, g = optimizers["discriminator"].param_groups[0], optimizers["generator"].param_groups[0]
     assert (d["lr"], g["lr"]) == (2e-4, 5e-4)
     assert d["weight_decay"] == g["weight_decay"] == 0.01 and d["betas"] == g["betas"] == (0.5, 0.9)
+
+
+@pytest.mark.parametrize("kind, gamma", [("nonsaturating", 0.5), ("hinge", 0.5), ("hinge", 0.0)])
+def test_discriminator_step_loss_is_the_configured_loss_plus_half_gamma_r1(kind, gamma):
+    """L_D by hand (Goodfellow eq. 1 negated, or Miyato eq. 16) + gamma / 2 E||grad_x D(x)||^2 (Mescheder eq. 9)."""
+    model = tiny_image_model(loss=kind, r1_gamma=gamma).eval()
+    x, _ = digit_like_batch(5)
+    torch.manual_seed(0)
+    loss, metrics = model.discriminator_step_loss((x, None))
+    torch.manual_seed(0)
+    fake = model.generator(torch.randn(5, model.latent_dim)).detach()
+    xr = x.clone().requires_grad_(True)
+    real = model.discriminator(xr)
+    (grad,) = torch.autograd.grad(real.sum(), xr)
+    fake_logits, real = model.discriminator(fake).detach(), real.detach()
+    if kind == "hinge":
+        d_loss = torch.relu(1 - real).mean() + torch.relu(1 + fake_logits).mean()
+    else:
+        d_loss = -torch.log(torch.sigmoid(real)).mean() - torch.log(1 - torch.sigmoid(fake_logits)).mean()
+    r1 = grad.pow(2).sum((1, 2, 3)).mean() if gamma > 0 else torch.tensor(0.0)
+    assert loss.item() == pytest.approx((d_loss + gamma / 2 * r1).item(), rel=1e-4)
+    assert metrics["r1"] == pytest.approx(r1.item(), rel=1e-4)
+    assert metrics["d_loss"] == pytest.approx(d_loss.item(), rel=1e-4)
