@@ -322,7 +322,8 @@ def test_contrastive_loss_of_a_conditional_model_by_hand():
     """E(x, y) = -f(x)[y]; loss = mean E(x+, y) - mean E(x-, y) + alpha (mean E(x+, y)^2 + mean E(x-, y)^2)."""
     model = conditional_table_model(alpha=0.3)
     g = torch.Generator().manual_seed(1)
-    x_pos, x_neg, y = torch.randn(6, 2, generator=g), torch.randn(6, 2, generator=g), torch.tensor([0, 1, 2, 2, 1, 0])
+    x_pos, x_neg = torch.randn(6, 2, generator=g), torch.randn(6, 2, generator=g)
+    y = torch.tensor([0, 1, 2, 2, 1, 0])
     w = model.energy_net.weight.detach()
     e_pos, e_neg = -(x_pos * w[y]).sum(1), -(x_neg * w[y]).sum(1)
     expected = e_pos.mean() - e_neg.mean() + 0.3 * ((e_pos**2).mean() + (e_neg**2).mean())

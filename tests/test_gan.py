@@ -437,7 +437,8 @@ def test_each_player_gets_its_own_learning_rate_and_shares_the_rest():
 
 @pytest.mark.parametrize("kind, gamma", [("nonsaturating", 0.5), ("hinge", 0.5), ("hinge", 0.0)])
 def test_discriminator_step_loss_is_the_configured_loss_plus_half_gamma_r1(kind, gamma):
-    """L_D by hand (Goodfellow eq. 1 negated, or Miyato eq. 16) + gamma / 2 E||grad_x D(x)||^2 (Mescheder eq. 9)."""
+    """L_D by hand (Goodfellow et al. eq. 1 negated, or Miyato et al. eq. 16) plus gamma / 2 times
+    E ||grad_x D(x)||^2 on the real batch (Mescheder et al. 2018, eq. 9)."""
     model = tiny_image_model(loss=kind, r1_gamma=gamma).eval()
     x, _ = digit_like_batch(5)
     torch.manual_seed(0)
