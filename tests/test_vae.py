@@ -267,3 +267,36 @@ def test_loss_with_the_exact_posterior_is_minus_log_p_x_and_beta_scales_only_the
         assert metrics["bits_per_dim"] == pytest.approx(float(nll) / (4 * math.log(2)), abs=0.01)
         assert metrics["kl"] == pytest.approx(float(kl), rel=1e-5)
         assert float(loss) == pytest.approx(metrics["nelbo"] + (beta - 1) * float(kl), rel=1e-5)
+
+
+def test_reconstruct_decodes_the_posterior_mean_with_the_labels():
+    model = make_model(conditional=True).eval()
+    x, y = digit_like_batch(3, soft_edge=True)
+    with torch.no_grad():
+        mu, _ = model.encode(x, y)
+        torch.testing.assert_close(model.reconstruct(x, y), model.decode(mu, y))
+        other = (y + 1) % 10
+        assert not torch.allclose(model.reconstruct(x, y), model.reconstruct(x, other))  # labels reach both ends
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.3])
+def test_mean_samples_decode_prior_draws_scaled_by_the_temperature(temperature):
+    """sample(pixels="mean") is decode(z) for z = temperature * eps, eps ~ N(0, I) from the generator."""
+    model = make_model().eval()
+    options = {} if temperature == 1.0 else {"temperature": temperature}  # 1.0: the documented default
+    images = model.sample(4, generator=torch.Generator().manual_seed(5), **options)
+    eps = torch.randn(4, model.latent_dim, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        torch.testing.assert_close(images, model.decode(temperature * eps))
+
+
+def test_log_prob_defaults_to_the_configured_importance_samples():
+    model = make_model(iw_samples=7).eval()
+    x, _ = digit_like_batch(2, soft_edge=True)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        default = model.log_prob(x)
+        torch.manual_seed(0)
+        torch.testing.assert_close(default, model.log_prob(x, k=7))
+        torch.manual_seed(0)
+        assert not torch.allclose(default, model.log_prob(x, k=1))
