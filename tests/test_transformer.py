@@ -336,3 +336,24 @@ def test_configs_build_a_model_and_sample(name):
     model = TransformerLM.from_config(cfg.model, SPEC)
     options = {**cfg.sample, "max_new_tokens": 3}
     assert model.sample(2, **options).shape == (2, len(cfg.sample["prompt"]) + 3)
+
+
+def test_residual_projections_start_at_gpt2_scaled_init():
+    """GPT-2 (sec. 2.3): the layers that write into the residual stream start at std 0.02 / sqrt(2 n_layer);
+    every other weight at 0.02."""
+    torch.manual_seed(0)
+    cfg = TransformerConfig(n_layer=8, n_head=2, n_embd=128, block_size=16, vocab_size=len(VOCAB))
+    model = TransformerLM.from_config(cfg, SPEC)
+    for name, p in model.named_parameters():
+        if name.endswith(("proj.weight", "down.weight")):
+            assert p.std().item() == pytest.approx(0.02 / math.sqrt(16), rel=0.05), name
+        elif name.endswith(("qkv.weight", "up.weight")):
+            assert p.std().item() == pytest.approx(0.02, rel=0.05), name
+
+
+def test_rotary_tables_use_the_configured_base_and_stay_out_of_checkpoints():
+    model = make_model(rope_base=500.0)
+    cos, sin = rotary_angles(16, 16, 500.0)
+    torch.testing.assert_close(model.rope_cos, cos)
+    torch.testing.assert_close(model.rope_sin, sin)
+    assert not any("rope" in key for key in model.state_dict())  # rebuilt from the config, not saved
