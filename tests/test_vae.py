@@ -300,3 +300,38 @@ def test_log_prob_defaults_to_the_configured_importance_samples():
         torch.testing.assert_close(default, model.log_prob(x, k=7))
         torch.manual_seed(0)
         assert not torch.allclose(default, model.log_prob(x, k=1))
+
+
+class ConstantEncoder(torch.nn.Module):
+    """Outputs mu = 0 and log_var = ``value`` for every image."""
+
+    def __init__(self, value: float, latent_dim: int = 8):
+        super().__init__()
+        self.value, self.latent_dim = value, latent_dim
+
+    def forward(self, x):
+        out = torch.full((len(x), 2 * self.latent_dim), self.value)
+        out[:, : self.latent_dim] = 0.0
+        return out
+
+
+def test_encoder_log_variance_is_clamped_to_minus_12_and_8():
+    model = make_model()
+    x, _ = digit_like_batch(2)
+    for value, clamped in ((50.0, 8.0), (-50.0, -12.0), (3.0, 3.0)):
+        model.encoder = ConstantEncoder(value)
+        assert (model.encode(x)[1] == clamped).all()
+
+
+def test_from_config_passes_every_setting_to_the_model():
+    model = make_model(conditional=True, beta=4.0, label_dim=5, iw_samples=9, decoder="bernoulli")
+    assert model.beta == 4.0 and model.iw_samples == 9 and model.num_classes == 10
+    assert model.label_embedding.embedding_dim == 5 and type(model.pixels).__name__ == "Bernoulli"
+    assert type(make_model(decoder="categorical").pixels).__name__ == "Categorical256"
+
+
+def test_other_image_sizes_build_and_keep_their_shape():
+    spec = ImageSpec(name="small", shape=(1, 32, 32), num_classes=0)
+    model = make_model(spec=spec)
+    x = torch.zeros(2, 1, 32, 32)
+    assert model.reconstruct(x).shape == (2, 1, 32, 32) and model.sample(2).shape == (2, 1, 32, 32)
