@@ -419,3 +419,37 @@ def test_chains_and_fresh_noise_fill_the_init_range_uniformly(make, init_range):
     torch.testing.assert_close(noise_start, again, rtol=0, atol=0)  # uniform starts follow the generator
     chains = model.replay.chains.flatten(1)
     assert not (noise_start.flatten(1)[:, None] == chains[None]).all(2).any()  # fresh, not buffer entries
+
+
+def test_label_free_score_of_a_conditional_model_is_minus_logsumexp_by_hand():
+    model = conditional_table_model()
+    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(3))
+    logits = x @ model.energy_net.weight.detach().T  # f(x)[y]
+    expected = [-math.log(sum(math.exp(v) for v in row)) for row in logits.tolist()]
+    torch.testing.assert_close(model.energy(x), torch.tensor(expected), rtol=1e-5, atol=1e-6)
+
+
+def test_sampler_options_and_their_defaults():
+    """Conditional chains descend their label's energy; a negative step size, noise or step count means
+    the training value; 0 noise is no noise; the default start is the buffer."""
+    cfg = EBMConfig(sgld_clip=0, buffer_size=12, step_size=0.1, noise=0.5, sgld_steps=2)
+    model = EBM(ClassTable(), data_shape=(2,), num_classes=3, cfg=cfg, clamp=False)
+    w = model.energy_net.weight.detach()
+    g = torch.Generator().manual_seed(0)
+    states = list(model.trajectory(4, labels=[2], step_size=0.2, noise=0.0, mcmc_steps=1, generator=g))
+    torch.testing.assert_close(states[1] - states[0], 0.2 * w[2].expand(4, 2))  # noise 0.0 taken as given
+    states = list(model.trajectory(4, labels=[1], noise=0.0, generator=g))  # training step size, 2 steps
+    assert len(states) == 3
+    torch.testing.assert_close(states[2] - states[0], 0.2 * w[1].expand(4, 2), rtol=1e-5, atol=1e-6)
+    noisy = list(model.trajectory(2000, labels=[0], mcmc_steps=1, generator=g))  # training noise 0.5
+    spread = (noisy[1] - noisy[0] - 0.1 * w[0]).std().item()
+    assert spread == pytest.approx(0.5, rel=0.05)
+    chains = model.replay.chains
+    start = next(model.trajectory(3, labels=[0], generator=g))  # from the buffer by default
+    assert all((chains == row).all(1).any() for row in start)
+
+
+def test_image_energy_networks_follow_the_image_size():
+    spec = ImageSpec(name="small", shape=(1, 32, 32), num_classes=0)
+    model = EBM.from_config(EBMConfig(channels=(4, 8), buffer_size=4, sgld_steps=1), spec)
+    assert model.energy(torch.zeros(2, 1, 32, 32)).shape == (2,)
