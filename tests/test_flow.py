@@ -145,6 +145,130 @@ def test_variational_dequantization_density_is_its_jacobian():
     torch.testing.assert_close(log_q[0], log_normal - torch.linalg.slogdet(J)[1])
 
 
+def test_coupling_with_a_context_inverts_given_the_same_context():
+    """The dequantizer's couplings read the image as context; undoing one needs that same context."""
+    coupling = perturb(AffineCoupling(checkerboard_mask(4, 4, 0), conv_net(2, 8, 2)).double(), std=0.3)
+    x, context = torch.randn(3, 1, 4, 4, dtype=torch.float64), torch.rand(3, 1, 4, 4, dtype=torch.float64)
+    with torch.no_grad():
+        z, log_det = coupling(x, context)
+        x_back, log_det_back = coupling.inverse(z, context)
+    torch.testing.assert_close(x_back, x)
+    torch.testing.assert_close(log_det_back, -log_det)
+
+
+class Recorder(nn.Module):
+    """Passes its input through and keeps it: what a conditioner network was shown."""
+
+    def forward(self, h):
+        self.seen = h.detach().clone()
+        return h
+
+
+def test_variational_dequantizer_shows_each_coupling_the_image_in_minus_1_to_1():
+    """Every conditioner of q(u | k) reads the kept half of h and the image k / 127.5 - 1 (k = 0 -> -1, 255 -> 1)."""
+    recorders = [Recorder(), Recorder()]
+    couplings = [AffineCoupling(checkerboard_mask(2, 2, i), nn.Sequential(recorders[i], *conv_net(2, 4, 2)))
+                 for i in range(2)]  # fmt: skip
+    dequant = VariationalDequantization(couplings)
+    k = torch.tensor([0.0, 1.0, 254.0, 255.0]).view(1, 1, 2, 2)
+    dequant.transform(torch.randn(1, 1, 2, 2), k)
+    for recorder in recorders:
+        torch.testing.assert_close(recorder.seen[:, 1:], k / 127.5 - 1)
+
+
+def test_variational_q_depends_on_the_image():
+    """q(u | k) is conditional: the same noise gives different u (and log q) for different images."""
+    dequant = perturb(Flow.from_config(FlowConfig(**TINY, dequantization="variational"), SMALL).dequantizer, std=0.3)
+    eps = torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        u_dark, log_q_dark = dequant.transform(eps, torch.zeros(1, 1, 8, 8))
+        u_bright, log_q_bright = dequant.transform(eps, torch.full((1, 1, 8, 8), 255.0))
+    assert (u_dark - u_bright).abs().max() > 1e-3 and (log_q_dark - log_q_bright).abs().item() > 1e-3
+    assert len(dequant.couplings) == TINY["dequant_layers"]
+
+
+def test_factor_out_splits_the_channels_in_half():
+    """Half of the channels go on through the inner chain, the other half leave unchanged (8 channels)."""
+    inner = perturb(Chain([InvertibleConv1x1(4), ActNorm(4)]), std=0.3)
+    layer = FactorOut(inner)
+    x = torch.randn(2, 8, 2, 2)
+    with torch.no_grad():
+        z, log_det = layer(x)
+        torch.testing.assert_close(z[:, :4], inner(x[:, :4])[0])
+        assert torch.equal(z[:, 4:], x[:, 4:])
+        x_back, _ = layer.inverse(z)
+    torch.testing.assert_close(x_back, x, atol=1e-5, rtol=0)
+
+
+def test_point_conditioner_maps_one_half_to_scale_and_shift_for_the_other():
+    """mlp_net(D, hidden, depth): D/2 inputs, ``depth`` hidden layers of ``hidden``, D outputs (log s and t)."""
+    net = mlp_net(4, 16, 3)
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(2, 16), (16, 16), (16, 16), (16, 4)]
+    assert not linears[-1].weight.any() and not linears[-1].bias.any()  # starts as the identity coupling
+
+
+def test_point_flow_has_its_configured_glow_steps_alternating_the_transformed_half():
+    flow = Flow.from_config(FlowConfig(layers=4, points_hidden=8, depth=1), PointSpec("moons", 2, 2))
+    kinds = [type(layer) for layer in flow.layers]
+    assert kinds == [ActNorm, InvertibleConv1x1, ChannelCoupling] * 4
+    assert [layer.parity for layer in flow.layers if isinstance(layer, ChannelCoupling)] == [0, 1, 0, 1]
+
+
+def test_glow_steps_of_an_image_flow_transform_the_half_that_is_factored_out():
+    """Each image Glow step keeps the first half of the channels (which goes on to the next scale) and
+    transforms the second, so the step before a factor-out is that half's learned conditional prior."""
+    flow = small_flow()
+    couplings = [m for m in flow.layers.modules() if isinstance(m, ChannelCoupling)]
+    assert len(couplings) == TINY["steps"] * 2  # two scales
+    for coupling in couplings:
+        C = coupling.scale.numel() * 2
+        x = torch.randn(2, C, 2, 2)
+        with torch.no_grad():
+            z, _ = coupling(x)
+        assert torch.equal(z[:, : C // 2], x[:, : C // 2]) and not torch.allclose(z[:, C // 2 :], x[:, C // 2 :])
+
+
+@pytest.mark.parametrize("scales", [1, 2, 3])
+def test_image_flow_has_one_squeeze_and_its_glow_steps_per_scale(scales):
+    """Scale l squeezes (C -> 4C), runs ``steps`` Glow steps, and hands half its channels to scale l + 1."""
+    flow = Flow.from_config(FlowConfig(**{**TINY, "scales": scales}), SMALL)
+    squeezes = [m for m in flow.layers.modules() if isinstance(m, Squeeze)]  # each scale's and its inverse's
+    assert len(squeezes) == 2 * scales
+    widths = [m.scale.numel() * 2 for m in flow.layers.modules() if isinstance(m, ChannelCoupling)]
+    assert widths == [4 * 2**level for level in range(scales) for _ in range(TINY["steps"])]  # C = 1: 4, 8, 16
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 6), (1, 6, 8)])
+def test_image_sides_must_divide_by_2_to_the_scales(shape):
+    with pytest.raises(ConfigError, match="divisible by 4"):
+        Flow.from_config(FlowConfig(**TINY), ImageSpec(name="odd", shape=shape, num_classes=0))
+
+
+@pytest.mark.parametrize("part", ["checkerboard", "dequantizer"])
+def test_consecutive_checkerboard_couplings_keep_complementary_pixels(part):
+    """Coupling i keeps the pixels coupling i + 1 transforms (masks of parity 0, 1, 0, 1), so four of them
+    transform every pixel twice."""
+    cfg = FlowConfig(**{**TINY, "checkerboard": 4, "dequant_layers": 4, "dequantization": "variational"})
+    flow = Flow.from_config(cfg, SMALL)
+    layers = flow.layers if part == "checkerboard" else flow.dequantizer.couplings
+    masks = [m.mask for m in layers if isinstance(m, AffineCoupling)]
+    assert len(masks) == 4
+    for i, mask in enumerate(masks):
+        assert torch.equal(mask, checkerboard_mask(8, 8, i % 2))
+        assert set(mask.unique().tolist()) == {0.0, 1.0}
+
+
+def test_actnorm_initialised_on_a_constant_channel_stays_finite():
+    """A channel with no spread (a blank border, say) gets scale 1 / (0 + 1e-6), not log of a negative."""
+    norm = ActNorm(2)
+    x = torch.randn(64, 2, 3, 3)
+    x[:, 1] = -1.0
+    z, log_det = norm(x)
+    assert torch.isfinite(z).all() and torch.isfinite(log_det).all()
+    assert norm.log_scale[1].item() == pytest.approx(-math.log(1e-6), rel=1e-6)
+
+
 # -- the whole flow -------------------------------------------------------------------------------
 
 
@@ -182,6 +306,43 @@ def test_identity_flow_bits_per_dim_is_the_analytic_value():
     assert bits_per_dim(nll.mean().item(), 4) == pytest.approx(expected / (4 * math.log(2)), abs=1e-4)
     loss, metrics = flow.loss((x, None))
     assert metrics["loss"] == pytest.approx(expected / (4 * math.log(2)), abs=1e-3)
+
+
+def test_decode_quantises_to_the_level_whose_bin_holds_y_and_clamps_outside_0_1():
+    """k = floor(256 y), clamped to 0..255: an identity flow shows the quantiser alone."""
+    flow = Flow(StandardNormal((1, 1, 7)), Chain([]), UniformDequantization())
+    y = torch.tensor([-0.3, 0.0, 0.5 / 256, 128.7 / 256, 255.5 / 256, 1.0, 1.4]).view(1, 1, 1, 7)
+    levels = torch.tensor([0.0, 0.0, 0.0, 128.0, 255.0, 255.0, 255.0]).view(1, 1, 1, 7)
+    torch.testing.assert_close(flow.decode(y), levels / 127.5 - 1)
+
+
+def test_sampling_draws_z_at_the_temperature_from_the_generator():
+    """z ~ N(0, T^2 I): the same generator gives T times the T = 1 draw, and the default T is 1."""
+    flow = small_flow()
+    prior = flow.prior
+    draw = lambda t: prior.sample(4, t, torch.Generator().manual_seed(5), torch.device("cpu"))  # noqa: E731
+    torch.testing.assert_close(draw(0.5), 0.5 * draw(1.0))
+    assert draw(1.0).shape == (4, 1, 8, 8) and 0.9 < draw(1.0).std() < 1.1
+    seeded = lambda **kw: flow.sample(3, generator=torch.Generator().manual_seed(7), **kw)  # noqa: E731
+    assert torch.equal(seeded(), seeded(temperature=1.0)) and torch.equal(seeded(), seeded())
+    assert not torch.equal(seeded(), flow.sample(3, generator=torch.Generator().manual_seed(8)))
+    cooled = flow.sample(4, temperature=0.5, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(cooled, flow.decode(draw(0.5)))
+
+
+def test_log_prob_draws_the_configured_number_of_samples_by_default():
+    """log_prob(x) with no ``samples`` uses the config's log_prob_samples (here 4 draws of u per image)."""
+    flow = small_flow(log_prob_samples=4)
+    x = torch.randint(0, 256, (2, 1, 8, 8), generator=torch.Generator().manual_seed(0)).float() / 127.5 - 1
+    with torch.no_grad():
+        torch.manual_seed(1)
+        default = flow.log_prob(x)
+        torch.manual_seed(1)
+        four = flow.log_prob(x, samples=4)
+        torch.manual_seed(1)
+        one = flow.log_prob(x, samples=1)
+    torch.testing.assert_close(default, four)
+    assert not torch.allclose(default, one)
 
 
 class Affine(nn.Module):
@@ -224,6 +385,42 @@ def test_uniform_dequantization_bounds_against_their_closed_forms():
     assert log_P - one.mean() > 0.5  # the single draw's gap (2.5 nats: 4 pixels, bins 2 sd wide)
     assert (many.mean() - log_P).abs() < 0.03  # 1,000 draws close it (the mean of 200 such bounds)
     assert many.mean() - log_P < 4 * many.std() / math.sqrt(len(many))  # from below, up to its noise
+
+
+def test_levels_0_and_255_and_values_past_them_have_the_closed_form_bound():
+    """Pixels beyond [-1, 1] count as the nearest end level; E[L_1] for z = 2 (k + u) - 256 by hand."""
+    flow = bin_flow()
+    x = torch.tensor([[[[-1.0, -1.3], [1.0, 1.2]]]])  # levels 0, 0 (clamped), 255, 255 (clamped)
+    lo = 2 * torch.tensor([0.0, 0.0, 255.0, 255.0]) - 256
+    mean_sq = (lo**2 + lo * (lo + 2) + (lo + 2) ** 2) / 3
+    expected_L1 = (math.log(2) - 0.5 * math.log(2 * math.pi) - 0.5 * mean_sq).sum()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        one = flow.log_prob(x.repeat(4_000, 1, 1, 1), samples=1)
+    tolerance = 4 * one.std() / math.sqrt(len(one)) + 1e-5 * abs(expected_L1)  # noise, and float32 rounding
+    assert abs(one.mean() - expected_L1) < tolerance
+    torch.manual_seed(1)
+    default = flow.log_prob(x)
+    torch.manual_seed(1)
+    torch.testing.assert_close(default, flow.log_prob(x, samples=1))  # a flow built by hand: one draw by default
+
+
+def test_bound_parts_are_log_pz_log_det_minus_D_log_256_and_minus_log_q():
+    """One draw of the bound written out from its pieces: u ~ q(u | k), y = (k + u) / 256, z = f(y)."""
+    flow = small_flow(dequantization="variational").double()
+    x = torch.randint(0, 256, (3, 1, 8, 8), generator=torch.Generator().manual_seed(2)).double() / 127.5 - 1
+    k = ((x + 1) * 127.5).round()
+    torch.manual_seed(4)
+    with torch.no_grad():
+        parts = flow.bound_parts(x)
+        torch.manual_seed(4)
+        u, log_q = flow.dequantizer.transform(torch.randn_like(k), k)
+        z, log_det = flow.layers((k + u) / 256)
+    normal = torch.distributions.Normal(0.0, 1.0)
+    torch.testing.assert_close(parts["log_pz"], normal.log_prob(z).sum((1, 2, 3)))
+    torch.testing.assert_close(parts["log_det"], log_det - 64 * math.log(256))
+    torch.testing.assert_close(parts["neg_log_q"], -log_q)
+    assert (log_q.abs() > 1).all()  # a learned q: the sign of log q matters
 
 
 def test_importance_weighted_bound_tightens_with_samples_for_a_learned_q():
@@ -284,6 +481,7 @@ def test_shapes_and_metrics():
     assert "exact" in flow.latent and flow.likelihood == "bound"
     points = Flow.from_config(FlowConfig(layers=2), PointSpec("moons", 2, 2))
     assert points.sample(7).shape == (7, 2) and points.log_prob(torch.randn(7, 2)).shape == (7,)
+    assert set(points.loss((torch.randn(7, 2), None))[1]) == {"loss", "log_pz_bits", "log_det_bits"}
 
 
 def test_likelihood_is_labelled_a_bound_for_8_bit_images_and_exact_for_points():
