@@ -459,6 +459,37 @@ def test_bound_of_a_network_off_by_a_constant_is_ho_eq_12_in_closed_form(offset)
     torch.testing.assert_close(bound.double(), expected, atol=1e-4, rtol=1e-5)
 
 
+class LabelRecordingEps(LinearEps):
+    """LinearEps plus a per-label offset; keeps the labels of every call."""
+
+    def __init__(self):
+        super().__init__()
+        self.labels = []
+
+    def forward(self, x, t, y=None):
+        self.labels.append(y.clone())
+        return super().forward(x, t) + 0.1 * y.float().view(-1, 1, 1, 1)
+
+
+def test_bound_of_a_conditional_model_reads_the_labels_in_every_term_and_k_strata():
+    """log p(x | y): the decoder's term and each of the K strata's KL terms ask the network with y; without
+    y, every call asks with the "no label" class, and the bound differs."""
+    eps_net = LabelRecordingEps()
+    model = DDPM(eps_net, NoiseSchedule.cosine(20), data_shape=(1, 2, 2), num_classes=3)
+    x0 = torch.tensor([[-1.0, 1.0], [0.0, 0.5]]).view(1, 1, 2, 2).expand(4, 1, 2, 2)
+    y = torch.tensor([0, 1, 2, 1])
+    with torch.no_grad():
+        torch.manual_seed(0)
+        conditional = model.log_prob(x0, y=y, timesteps=3)
+        assert len(eps_net.labels) == 1 + 3  # L_0, then one t per stratum
+        assert all(torch.equal(labels, y) for labels in eps_net.labels)
+        eps_net.labels.clear()
+        torch.manual_seed(0)
+        unconditional = model.log_prob(x0, timesteps=3)
+    assert all(torch.equal(labels, torch.full((4,), 3)) for labels in eps_net.labels)
+    assert (conditional - unconditional).abs().min() > 1e-3
+
+
 def test_log_prob_shape_and_bits_per_dim_are_positive():
     """The bound is below log P(x) <= 0 of a discrete image: positive bits for any network."""
     model = tiny_image_model()
@@ -468,6 +499,42 @@ def test_log_prob_shape_and_bits_per_dim_are_positive():
     assert log_p.shape == (4,)
     bits = -log_p / (784 * math.log(2))
     assert (bits > 0).all() and torch.isfinite(bits).all()
+
+
+def test_sampler_defaults_are_the_documented_ones():
+    """sample and trajectory default to ancestral sampling, and DDIM to 50 steps, eta 0, no guidance and
+    clipping: each default checked against the same call with the option spelled out."""
+    model = DDPM(LabelRecordingEps(), NoiseSchedule.cosine(100), data_shape=(1, 2, 2), num_classes=3)
+    spelled = dict(steps=50, eta=0.0, guidance=0.0, labels=(), clip=True)
+
+    def draw(method, **options):
+        out = getattr(model, method)(4, generator=torch.Generator().manual_seed(0), **options)
+        return torch.stack(list(out)) if method == "trajectory" else out
+
+    for method in ("sample", "trajectory"):
+        assert torch.equal(draw(method), draw(method, sampler="ddpm", **spelled))
+        assert torch.equal(draw(method, sampler="ddim"), draw(method, sampler="ddim", **spelled))
+        for changed in (dict(steps=51), dict(eta=1.0), dict(guidance=1.0), dict(clip=False)):
+            other = draw(method, sampler="ddim", **{**spelled, **changed})
+            assert not torch.equal(draw(method, sampler="ddim"), other)
+
+
+def test_schedule_steps_default_to_clipped_and_deterministic():
+    schedule = NoiseSchedule.cosine(100)
+    g = torch.Generator().manual_seed(0)
+    xt, eps, noise = (torch.randn(2, 1, 2, 2, generator=g) * 3 for _ in range(3))
+    ancestral = schedule.ddpm_step(xt, 90, eps, noise)
+    torch.testing.assert_close(ancestral, schedule.ddpm_step(xt, 90, eps, noise, clip=True))
+    assert not torch.equal(ancestral, schedule.ddpm_step(xt, 90, eps, noise, clip=False))
+    default = schedule.ddim_step(xt, 90, 40, eps, noise)
+    torch.testing.assert_close(default, schedule.ddim_step(xt, 90, 40, eps, noise, eta=0.0, clip=True))
+    assert not torch.equal(default, schedule.ddim_step(xt, 90, 40, eps, noise, eta=1.0))
+    assert not torch.equal(default, schedule.ddim_step(xt, 90, 40, eps, noise, clip=False))
+
+
+def test_one_ddim_step_jumps_from_T_to_0():
+    assert NoiseSchedule.cosine(100).timesteps(1) == [100, 0]
+    assert NoiseSchedule.cosine(100).timesteps(4) == [100, 75, 50, 25, 0]
 
 
 # -- shapes, learning, state, configs ------------------------------------------------------------
