@@ -369,6 +369,27 @@ def test_loss_draws_t_from_1_to_T_and_noises_x_0_to_that_t(monkeypatch):
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("times, early", [([1, 5, 6, 10], [0, 1]), ([6, 7, 9, 10], []), ([1, 2, 3, 5], [0, 1, 2, 3])])
+def test_loss_reports_the_error_at_early_and_late_timesteps(monkeypatch, times, early):
+    """mse_early averages the examples with t <= T/2 (little noise), mse_late those with t > T/2; a half with
+    no example in the batch reports 0, not NaN."""
+    net = RecordingEps()
+    model = DDPM(net, NoiseSchedule.cosine(10), data_shape=(1, 2, 2))
+    x0 = torch.linspace(-1, 1, 16).view(4, 1, 2, 2)
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(torch, "randn_like", lambda x: eps.clone())
+    monkeypatch.setattr(torch, "randint", lambda low, high, size, **kw: torch.tensor(times))
+    with torch.no_grad():
+        loss, metrics = model.loss((x0, None))
+        (xt, t), = net.calls
+        per_example = ((eps - LinearEps()(xt, t)) ** 2).mean((1, 2, 3))
+    late = [i for i in range(4) if i not in early]
+    assert all(math.isfinite(value) for value in metrics.values())
+    assert metrics["mse_early"] == pytest.approx(per_example[early].mean().item() if early else 0.0, rel=1e-6)
+    assert metrics["mse_late"] == pytest.approx(per_example[late].mean().item() if late else 0.0, rel=1e-6)
+    assert loss.item() == pytest.approx(per_example.mean().item(), rel=1e-6)
+
+
 # -- the bound -----------------------------------------------------------------------------------
 
 
@@ -490,6 +511,18 @@ def test_bound_of_a_conditional_model_reads_the_labels_in_every_term_and_k_strat
     assert (conditional - unconditional).abs().min() > 1e-3
 
 
+def test_config_bound_timesteps_set_the_default_strata():
+    """bound_timesteps = K in the config: log_prob asks the network K + 1 times (K strata and L_0); 0 means T - 1."""
+    calls = []
+    for K, expected in [(3, 4), (0, 20)]:
+        model = tiny_image_model(timesteps=20, bound_timesteps=K)
+        model.eps_net.register_forward_hook(lambda module, args, out: calls.append(1))
+        calls.clear()
+        with torch.no_grad():
+            model.log_prob(torch.zeros(1, 1, 28, 28))
+        assert len(calls) == expected
+
+
 def test_log_prob_shape_and_bits_per_dim_are_positive():
     """The bound is below log P(x) <= 0 of a discrete image: positive bits for any network."""
     model = tiny_image_model()
@@ -564,6 +597,18 @@ def test_loss_decreases_on_a_fixed_batch():
     torch.manual_seed(0)
     losses = losses_on_fixed_batch(model, batch)
     assert sum(losses[-8:]) / 8 < 0.6 * sum(losses[:8]) / 8
+
+
+def test_config_options_reach_the_noise_networks():
+    """hidden, depth and the classes reach the points' TimeMLP; attention and dropout reach the U-Net."""
+    ring = DDPM.from_config(DDPMConfig(timesteps=10, hidden=24, depth=3, conditional=True), RING)
+    linears = [m for m in ring.eps_net.net.modules() if isinstance(m, nn.Linear)]
+    assert [m.out_features for m in linears] == [24, 24, 24, 2]
+    assert ring.eps_net.embedding.labels.num_embeddings == RING.num_classes + 1  # the classes and "no label"
+    for attention, dropout in [(True, 0.0), (False, 0.3)]:
+        unet = tiny_image_model(attention=attention, dropout=dropout).eps_net
+        assert isinstance(unet.attention, nn.Identity) != attention
+        assert {m.p for m in unet.modules() if isinstance(m, nn.Dropout)} == {dropout}
 
 
 def test_schedule_is_in_the_state_dict():
