@@ -1,6 +1,7 @@
 """The evaluator and its metrics against independent computations and hand-built cases."""
 
 import math
+import time
 
 import pytest
 import torch
@@ -12,9 +13,11 @@ from genzoo.metrics import (
     RING8_STD,
     class_coverage,
     even_ring,
+    feature_metrics,
     frechet_distance,
     gaussian_frechet,
     heldout_nll,
+    image_metrics,
     precision_recall,
     real_fid_spread,
     recognizability,
@@ -177,6 +180,24 @@ def test_bits_per_dim_of_a_uniform_8bit_model_is_8():
     assert result["examples"] == 21
 
 
+class ScaledUniform(Uniform8Bit):
+    """log p(x) = -scale D log 256: a log_prob option that ``heldout_nll`` must hand on."""
+
+    def log_prob(self, x, scale=1.0):
+        return scale * super().log_prob(x)
+
+
+def test_heldout_nll_hands_on_log_prob_options_and_times_itself():
+    batches = [(torch.zeros(5, 1, 4, 4), torch.zeros(5)), (torch.zeros(3, 1, 4, 4), torch.zeros(3))]
+    started = time.perf_counter()
+    result = heldout_nll(ScaledUniform(), batches, scale=0.5)
+    elapsed = time.perf_counter() - started
+    assert result["bits_per_dim"] == pytest.approx(4.0, abs=1e-12) and result["examples"] == 8
+    assert result["nll_nats"] == pytest.approx(0.5 * 16 * math.log(256))
+    assert set(result) == {"nll_nats", "bits_per_dim", "examples", "seconds"}
+    assert 0 <= result["seconds"] <= elapsed
+
+
 # ---------------------------------------------------------------------------------------------- the shipped evaluator
 
 
@@ -234,3 +255,53 @@ def test_an_even_ring_finds_every_mode_but_few_high_quality_points():
     share = 8 * 2 * 2 * math.asin(3 * RING8_STD / 2) / (2 * math.pi)  # chord 0.15 on the unit circle
     assert score["modes"] == 8
     assert abs(score["high_quality"] - share) < 1e-3
+
+
+def test_an_even_ring_is_evenly_spaced_from_angle_0():
+    """Point i at angle 2 pi i / n: consecutive points (the last and the first too) one chord 2 sin(pi / n) apart."""
+    ring = even_ring(12)  # float32
+    torch.testing.assert_close(ring[0], torch.tensor([1.0, 0.0]))
+    chords = (ring - ring.roll(-1, 0)).norm(dim=1)
+    torch.testing.assert_close(chords, torch.full((12,), 2 * math.sin(math.pi / 12)))
+
+
+# ---------------------------------------------------------------------------------------------- what eval reports
+
+
+def test_feature_metrics_gathers_every_number_with_k_3_by_default():
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(60, 4, generator=g), torch.randn(40, 4, generator=g) + 0.5
+    probs = torch.softmax(torch.randn(40, 10, generator=g) * 3, -1)
+    metrics = feature_metrics(real, fake, probs)
+    precision, recall = precision_recall(real, fake, 3)
+    assert metrics == {
+        "fid": pytest.approx(frechet_distance(real, fake)),
+        "precision": precision,
+        "recall": recall,
+        "recognizability": recognizability(probs),
+        "coverage": class_coverage(probs),
+        "samples": 40,
+        "real": 60,
+    }
+    assert precision_recall(real, fake, 4) != (precision, recall)  # so that k = 3 is what was used
+
+
+def test_image_metrics_scores_samples_against_real_images_through_the_evaluator(tmp_path):
+    evaluator = load_evaluator()
+    data = load_data(DataConfig(name="mnist", download=False), str(tmp_path))
+    real, samples = from_uint8(data.test_x[:200]), from_uint8(data.train_x[:50])
+    real_features, _ = evaluator.embed(real)
+    expected = feature_metrics(real_features, *evaluator.embed(samples))
+    assert image_metrics(samples, real, evaluator) == expected
+    assert image_metrics(samples, real, evaluator, k=5)["recall"] == feature_metrics(
+        real_features, *evaluator.embed(samples), k=5
+    )["recall"]
+
+
+def test_reference_points_are_reproducible_and_seeded_by_default(tmp_path):
+    evaluator = load_evaluator()
+    data = load_data(DataConfig(name="mnist", download=False), str(tmp_path))
+    train, test = from_uint8(data.train_x[:300]), from_uint8(data.test_x[:200])
+    first = reference_points(train, test, evaluator, 100)
+    assert first == reference_points(train, test, evaluator, 100, seed=0)
+    assert first != reference_points(train, test, evaluator, 100, seed=1)
