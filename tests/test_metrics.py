@@ -305,3 +305,14 @@ def test_reference_points_are_reproducible_and_seeded_by_default(tmp_path):
     first = reference_points(train, test, evaluator, 100)
     assert first == reference_points(train, test, evaluator, 100, seed=0)
     assert first != reference_points(train, test, evaluator, 100, seed=1)
+    # the ceilings: black images (MNIST's background), and N(0, 1) pixels clipped to [-1, 1], drawn
+    # from the seeded generator after the floor's random pick of train images
+    test_features, _ = evaluator.embed(test)
+    black = torch.full((100, 1, 28, 28), -1.0)
+    assert first["blank images"] == pytest.approx(feature_metrics(test_features, *evaluator.embed(black)))
+    generator = torch.Generator().manual_seed(0)
+    pick = torch.randperm(300, generator=generator)[:100]
+    noise = torch.randn(100, 1, 28, 28, generator=generator).clamp(-1, 1)
+    assert first["Gaussian noise"] == pytest.approx(feature_metrics(test_features, *evaluator.embed(noise)))
+    floor = feature_metrics(test_features, *evaluator.embed(train[pick]))
+    assert {key: first["real train images"][key] for key in floor} == pytest.approx(floor)  # embedded in other batches
