@@ -18,10 +18,12 @@ from genzoo.metrics import (
     gaussian_frechet,
     heldout_nll,
     image_metrics,
+    mean_metrics,
     precision_recall,
     real_fid_spread,
     recognizability,
     reference_points,
+    ring8_centres,
     ring8_quality,
 )
 from genzoo.model import GenerativeModel
@@ -316,3 +318,34 @@ def test_reference_points_are_reproducible_and_seeded_by_default(tmp_path):
     assert first["Gaussian noise"] == pytest.approx(feature_metrics(test_features, *evaluator.embed(noise)))
     floor = feature_metrics(test_features, *evaluator.embed(train[pick]))
     assert {key: first["real train images"][key] for key in floor} == pytest.approx(floor)  # embedded in other batches
+
+
+def test_the_ring_centres_are_at_multiples_of_45_degrees():
+    half = math.sqrt(0.5)
+    expected = [[1, 0], [half, half], [0, 1], [-half, half], [-1, 0], [-half, -half], [0, -1], [half, -half]]
+    torch.testing.assert_close(ring8_centres(), torch.tensor(expected), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("good_per_mode, n, modes", [((2,), 64, 1), ((10, 11), 330, 1), ((1,), 64, 0)])
+def test_a_mode_is_covered_from_one_32nd_of_the_samples(good_per_mode, n, modes):
+    """Covered: at least n / 32 high-quality samples near the mode (exactly 2 of 64 counts; 10 of 330 does not)."""
+    points = [ring8_centres()[m] + 0.01 for m, count in enumerate(good_per_mode) for _ in range(count)]
+    far = [torch.zeros(2)] * (n - len(points))  # the centre of the ring: 1 away from every mode
+    score = ring8_quality(torch.stack(points + far))
+    assert score == {"modes": float(modes), "high_quality": pytest.approx(sum(good_per_mode) / n)}
+
+
+def test_precision_recall_and_the_fid_spread_defaults():
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(80, 3, generator=g), torch.randn(50, 3, generator=g) * 1.5
+    assert precision_recall(real, fake) == precision_recall(real, fake, 3) != precision_recall(real, fake, 4)
+    train, test = torch.randn(200, 3, generator=g), torch.randn(100, 3, generator=g)
+    spread = real_fid_spread(train, test, 50)
+    assert spread == real_fid_spread(train, test, 50, draws=10, seed=1) and spread["fid_draws"] == 10
+    assert spread != real_fid_spread(train, test, 50, seed=2)
+
+
+def test_mean_metrics_averages_each_key():
+    records = [{"loss": 1.0, "bits": 4.0}, {"loss": 3.0, "bits": 5.0}, {"loss": 8.0, "bits": 6.0}]
+    assert mean_metrics(records) == {"loss": 4.0, "bits": 5.0}
+    assert mean_metrics([]) == {}
