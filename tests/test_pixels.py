@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -13,6 +15,7 @@ from genzoo.pixels import (
     DiscretizedLogistic,
     discretized_gaussian_log_likelihood,
     from_uint8,
+    log1mexp,
     quantize,
     to_uint8,
 )
@@ -112,3 +115,80 @@ def test_uint8_round_trip_is_exact_at_every_level():
     x = from_uint8(levels)
     assert x[0] == -1.0 and x[-1] == 1.0 and torch.all(x[1:] > x[:-1])
     assert torch.equal(to_uint8(x), levels)
+
+
+# -- sampling and the mean image -----------------------------------------------------------------
+
+
+def three_pixel_params(pixels) -> torch.Tensor:
+    """(1, P, 1, 3): one image of three pixels with three different distributions over the levels."""
+    g = torch.Generator().manual_seed(3)
+    if isinstance(pixels, DiscretizedLogistic):  # two components each: weights, means, log scales
+        logits = torch.tensor([[2.0, -1.0], [0.0, 0.0], [-2.0, 1.0]])
+        means = torch.tensor([[-0.6, 0.3], [0.9, -0.2], [0.1, 0.5]])
+        log_scales = torch.tensor([[-3.0, -2.5], [-4.0, -2.0], [-3.5, -3.0]])
+        return torch.cat([logits, means, log_scales], 1).T.reshape(1, 6, 1, 3)
+    if isinstance(pixels, Categorical256):
+        return (torch.randn(1, LEVELS, 1, 3, generator=g) * 2).contiguous()
+    return torch.tensor([-1.5, 0.0, 2.0]).view(1, 1, 1, 3)
+
+
+def level_probabilities(pixels, params: torch.Tensor) -> torch.Tensor:
+    """(3, 256): P(level k) of each pixel, from log_prob one pixel at a time."""
+    rows = []
+    for j in range(params.shape[-1]):
+        one = params[..., j : j + 1].expand(LEVELS, -1, 1, 1)
+        rows.append(pixels.log_prob(one, LEVEL_CENTRES.view(LEVELS, 1, 1, 1)).exp())
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("pixels", [DiscretizedLogistic(2), Categorical256()])
+def test_8_bit_samples_follow_the_pixel_distribution(pixels):
+    """Sampled levels' frequencies match P(k) from log_prob, pixel by pixel (total variation < 0.04)."""
+    params = three_pixel_params(pixels)
+    draws = pixels.sample(params.expand(20_000, -1, -1, -1), torch.Generator().manual_seed(0))  # (N, 1, 1, 3)
+    levels = to_uint8(draws).long().view(-1, 3)
+    expected = level_probabilities(pixels, params)
+    for j in range(3):
+        frequencies = torch.bincount(levels[:, j], minlength=LEVELS).double() / len(levels)
+        assert 0.5 * (frequencies - expected[j].double()).abs().sum() < 0.04, j
+
+
+def test_bernoulli_samples_are_on_with_probability_sigmoid():
+    params = three_pixel_params(Bernoulli())
+    draws = Bernoulli().sample(params.expand(20_000, -1, -1, -1), torch.Generator().manual_seed(0)).view(-1, 3)
+    assert set(draws.unique().tolist()) == {-1.0, 1.0}
+    on = (draws > 0).double().mean(0)
+    torch.testing.assert_close(on, torch.sigmoid(params.view(3)).double(), atol=0.015, rtol=0)
+
+
+@pytest.mark.parametrize("pixels", [DiscretizedLogistic(2), Categorical256(), Bernoulli()])
+def test_mean_image_is_the_expected_sample(pixels):
+    """mean(params) is E[x] under the pixel distribution, from P(k) (or p(on)), within its rounding."""
+    params = three_pixel_params(pixels)
+    if isinstance(pixels, Bernoulli):
+        expected = 2 * torch.sigmoid(params.view(3)) - 1  # E[x] = p(on) - (1 - p(on))
+    else:
+        expected = (level_probabilities(pixels, params) * LEVEL_CENTRES).sum(1)
+    tolerance = 2 * HALF_BIN if isinstance(pixels, DiscretizedLogistic) else 1e-5  # the mixture mean is not quantised
+    torch.testing.assert_close(pixels.mean(params).view(3), expected, atol=tolerance, rtol=0)
+
+
+def test_samples_are_reproducible_from_the_generator():
+    for pixels in (DiscretizedLogistic(2), Categorical256(), Bernoulli()):
+        params = three_pixel_params(pixels).expand(50, -1, -1, -1)
+        first, again = (pixels.sample(params, torch.Generator().manual_seed(4)) for _ in range(2))
+        assert torch.equal(first, again)
+        assert not torch.equal(first, pixels.sample(params, torch.Generator().manual_seed(5)))
+
+
+def test_discretized_logistic_mean_is_clipped_to_the_image_range():
+    """Channels: 2 mixture logits, 2 means, 2 log scales; both components past 1 (or -1) give 1 (or -1)."""
+    params = torch.tensor([[0.0, 0.0, 1.5, 1.2, -3.0, -3.0], [0.0, 0.0, -1.5, -1.8, -3.0, -3.0]]).view(2, 6, 1, 1)
+    torch.testing.assert_close(DiscretizedLogistic(2).mean(params), torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
+
+
+def test_log1mexp_is_accurate_near_0_and_far_from_it_in_float32():
+    a = torch.tensor([-1e-10, -1e-6, -0.3, -0.69, -0.7, -5.0])
+    exact = torch.tensor([math.log(-math.expm1(v)) for v in a.tolist()])
+    torch.testing.assert_close(log1mexp(a), exact, rtol=1e-5, atol=1e-20)
