@@ -192,3 +192,46 @@ def test_log1mexp_is_accurate_near_0_and_far_from_it_in_float32():
     a = torch.tensor([-1e-10, -1e-6, -0.3, -0.69, -0.7, -5.0])
     exact = torch.tensor([math.log(-math.expm1(v)) for v in a.tolist()])
     torch.testing.assert_close(log1mexp(a), exact, rtol=1e-5, atol=1e-20)
+
+
+def test_a_mixture_of_m_logistics_takes_3_m_numbers_per_pixel():
+    for n_mix in (1, 3):
+        pixels = DiscretizedLogistic(n_mix)
+        assert pixels.n_mix == n_mix and pixels.params_per_pixel == 3 * n_mix
+        params = torch.randn(2, pixels.params_per_pixel, 2, 2, generator=torch.Generator().manual_seed(n_mix))
+        assert pixels.log_prob(params, torch.zeros(2, 1, 2, 2)).shape == (2,)
+
+
+def test_logistic_scales_below_exp_minus_7_are_floored():
+    """log s is clamped at -7, so a bin keeps a mass the float32 arithmetic can hold."""
+    params = torch.tensor([0.0, 0.3, -7.0]).view(1, 3, 1, 1)
+    x = torch.full((1, 1, 1, 1), 0.3)
+    floored = DiscretizedLogistic(1).log_prob(params, x)
+    params[0, 2] = -12.0
+    torch.testing.assert_close(DiscretizedLogistic(1).log_prob(params, x), floored)
+    params[0, 2] = -6.5
+    assert not torch.allclose(DiscretizedLogistic(1).log_prob(params, x), floored)
+
+
+def test_to_uint8_clips_to_the_image_range():
+    x = torch.tensor([-1.7, -1.0, -0.999, 0.0, 0.999, 1.0, 1.4])
+    levels = to_uint8(x)
+    assert levels.dtype == torch.uint8
+    assert levels.tolist() == [0, 0, 0, 128, 255, 255, 255]
+
+
+def test_discretized_gaussian_is_accurate_far_in_either_tail():
+    """Bins 20 standard deviations below or above the mean: the log mass against float64's log Phi."""
+    mean, std = torch.tensor(0.0), torch.tensor(0.02)
+    x0 = torch.tensor([-0.4, 0.4])  # quantised to the nearest levels below
+    centre = quantize(x0).double()
+    u, l = (centre + HALF_BIN) / 0.02, (centre - HALF_BIN) / 0.02
+    log_phi = torch.special.log_ndtr
+    exact = torch.where(
+        centre < 0,
+        log_phi(u) + torch.log(-torch.expm1(log_phi(l) - log_phi(u))),
+        log_phi(-l) + torch.log(-torch.expm1(log_phi(-u) - log_phi(-l))),
+    )
+    got = discretized_gaussian_log_likelihood(x0, mean, std).double()
+    assert torch.isfinite(got).all() and (exact < -150).all()
+    torch.testing.assert_close(got, exact, rtol=1e-4, atol=0)
