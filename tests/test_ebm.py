@@ -438,6 +438,8 @@ def test_sampler_options_and_their_defaults():
     g = torch.Generator().manual_seed(0)
     states = list(model.trajectory(4, labels=[2], step_size=0.2, noise=0.0, mcmc_steps=1, generator=g))
     torch.testing.assert_close(states[1] - states[0], 0.2 * w[2].expand(4, 2))  # noise 0.0 taken as given
+    still = list(model.trajectory(4, labels=[2], step_size=0.0, noise=0.0, mcmc_steps=1, generator=g))
+    assert torch.equal(still[1], still[0])  # so is a step size of 0.0: the chains stay put
     states = list(model.trajectory(4, labels=[1], noise=0.0, generator=g))  # training step size, 2 steps
     assert len(states) == 3
     torch.testing.assert_close(states[2] - states[0], 0.2 * w[1].expand(4, 2), rtol=1e-5, atol=1e-6)

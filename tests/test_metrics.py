@@ -286,6 +286,8 @@ def test_feature_metrics_gathers_every_number_with_k_3_by_default():
         "real": 60,
     }
     assert precision_recall(real, fake, 4) != (precision, recall)  # so that k = 3 is what was used
+    with_4 = feature_metrics(real, fake, probs, k=4)
+    assert (with_4["precision"], with_4["recall"]) == precision_recall(real, fake, 4)
 
 
 def test_image_metrics_scores_samples_against_real_images_through_the_evaluator(tmp_path):
