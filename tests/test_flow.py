@@ -369,14 +369,21 @@ def bin_flow() -> Flow:
 BIN_LEVELS = torch.tensor([[[[127.0, 128.0], [129.0, 126.0]]]])  # z's bins: [-2, 0), [0, 2), [2, 4), [-4, -2)
 
 
+def bin_flow_single_draw_bound(levels: torch.Tensor) -> torch.Tensor:
+    """E_u log p(k + u) of bin_flow, by hand: z = 2 (k + u) - 256 is uniform on [lo, lo + 2), so
+    E[z^2] = (lo^2 + lo (lo + 2) + (lo + 2)^2) / 3 and log p(k + u) = log 2 + log N(z; 0, 1)."""
+    lo = 2 * levels - 256
+    mean_sq = (lo**2 + lo * (lo + 2) + (lo + 2) ** 2) / 3
+    return (math.log(2) - 0.5 * math.log(2 * math.pi) - 0.5 * mean_sq).sum()
+
+
 def test_uniform_dequantization_bounds_against_their_closed_forms():
     """E[L_1] = E_u log p(k + u), computed by hand; L_S <= log P(k) for every S, and tends to it."""
     flow, x = bin_flow(), BIN_LEVELS / 127.5 - 1
     normal = torch.distributions.Normal(0.0, 1.0)
     lo = 2 * BIN_LEVELS - 256  # each pixel's z runs over [lo, lo + 2)
     log_P = (normal.cdf(lo + 2) - normal.cdf(lo)).log().sum()  # the exact log-probability of the image
-    mean_sq = (lo**2 + lo * (lo + 2) + (lo + 2) ** 2) / 3  # E[z^2] for z uniform on [lo, lo + 2)
-    expected_L1 = (math.log(2) - 0.5 * math.log(2 * math.pi) - 0.5 * mean_sq).sum()
+    expected_L1 = bin_flow_single_draw_bound(BIN_LEVELS)
     torch.manual_seed(0)
     with torch.no_grad():
         one = flow.log_prob(x.repeat(20_000, 1, 1, 1), samples=1)
@@ -391,9 +398,7 @@ def test_levels_0_and_255_and_values_past_them_have_the_closed_form_bound():
     """Pixels beyond [-1, 1] count as the nearest end level; E[L_1] for z = 2 (k + u) - 256 by hand."""
     flow = bin_flow()
     x = torch.tensor([[[[-1.0, -1.3], [1.0, 1.2]]]])  # levels 0, 0 (clamped), 255, 255 (clamped)
-    lo = 2 * torch.tensor([0.0, 0.0, 255.0, 255.0]) - 256
-    mean_sq = (lo**2 + lo * (lo + 2) + (lo + 2) ** 2) / 3
-    expected_L1 = (math.log(2) - 0.5 * math.log(2 * math.pi) - 0.5 * mean_sq).sum()
+    expected_L1 = bin_flow_single_draw_bound(torch.tensor([0.0, 0.0, 255.0, 255.0]))
     torch.manual_seed(0)
     with torch.no_grad():
         one = flow.log_prob(x.repeat(4_000, 1, 1, 1), samples=1)
