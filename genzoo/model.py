@@ -21,6 +21,8 @@ from typing import Any, ClassVar, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
+from genzoo import distributed
+
 Batch = tuple[Tensor, Tensor]  # images and labels, or token ids and next-token targets
 
 
@@ -34,17 +36,24 @@ class OptimConfig:
 
 
 def optimize(optimizer: torch.optim.Optimizer, loss: Tensor, clip: float = 1.0) -> float:
-    """zero_grad, backward, clip the global gradient norm (``clip <= 0``: no clipping), step.
+    """zero_grad, backward, average the gradients over data-parallel processes (``genzoo.distributed``;
+    nothing in one process), clip the global gradient norm (``clip <= 0``: no clipping), step.
 
-    Returns the gradient norm before clipping, the number worth watching for instability.
+    Returns the gradient norm before clipping, the number worth watching for instability. When the loss
+    or a gradient is not finite the update is skipped (the weights and the optimizer's moments are left
+    as they were) and nan is returned: the trainer counts these and stops a run that keeps diverging.
     """
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    mean_loss = distributed.average_gradients(params, loss)
     max_norm = clip if clip > 0 else float("inf")
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    if not (math.isfinite(grad_norm) and math.isfinite(mean_loss)):
+        optimizer.zero_grad(set_to_none=True)
+        return math.nan
     optimizer.step()
-    return float(grad_norm)
+    return grad_norm
 
 
 def adamw(params: list[nn.Parameter], cfg: OptimConfig) -> torch.optim.AdamW:
@@ -122,6 +131,21 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError(
             f"{self.family} has no tractable likelihood (likelihood = {self.likelihood!r})"
         )
+
+    def checkpoint_score(self, metrics: dict[str, float]) -> float | None:
+        """What makes a checkpoint ``best.pt``, from its validation metrics: lower is better; None keeps none.
+
+        A family with a likelihood (exact or a bound) is best where its held-out loss is lowest. A
+        family without one (GAN, EBM) has a loss that says nothing about its samples (D's loss falls
+        when D wins; the EBM's contrastive loss sits near zero whatever its samples look like), so its
+        best checkpoint is the one whose samples the data scores best (the ring's covered modes, then
+        the share of high-quality samples), and where the data scores none, there is no ``best.pt``.
+        """
+        if self.likelihood != "none":
+            return metrics["loss"]
+        if "modes" in metrics:
+            return -(metrics["modes"] + metrics["high_quality"])  # modes are whole numbers, high_quality <= 1
+        return None
 
     @property
     def conditional(self) -> bool:

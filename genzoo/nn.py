@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from genzoo import distributed
+
 Activation = Callable[[], nn.Module]
 
 
@@ -285,3 +287,10 @@ def with_spectral_norm(module: nn.Module) -> nn.Module:
     for layer in [m for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.Embedding))]:
         parametrize.register_parametrization(layer, "weight", SpectralNorm(layer.weight))
     return module
+
+
+def global_batch(x: Tensor) -> Tensor:
+    """The batch of every data-parallel process, concatenated in rank order (``x`` itself in one
+    process): what a data-dependent initialisation (the flow's ActNorm) must see, so that processes
+    holding different slices of one global batch start from the same statistics as one process would."""
+    return distributed.all_gather_rows(x)

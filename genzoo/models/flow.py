@@ -87,7 +87,7 @@ from torch import Tensor, nn
 
 from genzoo.errors import ConfigError
 from genzoo.model import Batch, GenerativeModel
-from genzoo.nn import MLP
+from genzoo.nn import MLP, global_batch
 from genzoo.pixels import LEVELS, nearest_level
 from genzoo.specs import ImageSpec, PointSpec
 
@@ -241,7 +241,7 @@ class ActNorm(nn.Module):
 
     def _initialise(self, x: Tensor) -> None:
         with torch.no_grad():
-            values = x.transpose(0, 1).flatten(1)  # (C, everything else)
+            values = global_batch(x).transpose(0, 1).flatten(1)  # (C, everything else), all processes'
             self.bias.copy_(-values.mean(1))
             self.log_scale.copy_(-torch.log(values.std(1) + 1e-6))  # z: zero mean, unit variance
             self.initialised.fill_(True)
