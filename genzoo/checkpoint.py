@@ -42,6 +42,15 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         raise
 
 
+def remove_partial_writes(folder: str | Path) -> list[Path]:
+    """Delete the temporary files of checkpoint writes that never finished (a process killed mid-write
+    leaves its ``.NAME.pt.*.tmp`` behind; the checkpoint it was replacing is intact). Returns them."""
+    partial = sorted(Path(folder).glob(".*.pt.*.tmp"))
+    for path in partial:
+        path.unlink(missing_ok=True)
+    return partial
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint onto the CPU, refusing anything that is not plain tensors and data."""
     path = Path(path)

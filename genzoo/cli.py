@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -47,12 +48,13 @@ def show_samples(path: Path) -> None:
 def cmd_train(argv: Sequence[str]) -> int:
     trainer = make_trainer(train_arguments().parse_args(argv))
     run = trainer.fit()
-    if run.interrupted:
+    if run.interrupted or not run.main_process:
         return 0
     samples = sorted((run.run_dir / "samples").glob("step_*"))
     if samples:
         show_samples(samples[-1])
-    print(f"run: {run.run_dir} (step {run.step}, best val loss {run.best_val:.4f})")
+    best = f"best.pt's score {run.best_val:.4f}" if math.isfinite(run.best_val) else "no best.pt: this family's loss does not rank samples"
+    print(f"run: {run.run_dir} (step {run.step}, {best})")
     return 0
 
 

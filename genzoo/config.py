@@ -44,12 +44,15 @@ class TrainConfig:
     seed: int = 0
     max_steps: int = 2000
     max_minutes: float = 0.0  # budget of training-step time (eval and sampling not counted); 0: none
+    schedule_follows: str = "budget"  # budget: with max_minutes, the lr schedule follows whichever of max_steps
+    # and max_minutes ends first (not bitwise reproducible); steps: max_steps alone (exact resume, reproducible)
     lr: float = 1e-3
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 100
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.99)
     grad_clip: float = 1.0  # global gradient-norm clip; 0 turns it off
+    max_nonfinite_steps: int = 20  # steps in a row whose update was skipped (NaN/inf loss or gradient) before training stops
     ema_decay: float = 0.0  # 0 turns EMA off; sampling and eval use the EMA weights when on
     log_every: int = 25
     eval_every: int = 500

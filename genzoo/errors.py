@@ -15,3 +15,7 @@ class DataError(GenzooError):
 
 class CheckpointError(GenzooError):
     """A checkpoint is missing, corrupt, or carries something other than tensors and plain data."""
+
+
+class TrainingDiverged(GenzooError):
+    """Training kept producing a non-finite loss or gradient; the last good checkpoint is kept."""

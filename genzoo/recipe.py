@@ -59,7 +59,10 @@ def start_or_resume(trainer: Trainer, resume: str | None) -> None:
     step 0; either way, say on stderr what trains on which data, into which run folder."""
     if resume:
         trainer.resume(resume)
-    print(f"genzoo: {trainer.cfg.family} on {trainer.data.source}; run folder {trainer.run_dir}", file=sys.stderr)
+    if not trainer.world.is_main:
+        return
+    workers = f" ({trainer.world.size} processes)" if trainer.world.size > 1 else ""
+    print(f"genzoo: {trainer.cfg.family} on {trainer.data.source}; run folder {trainer.run_dir}{workers}", file=sys.stderr)
 
 
 def make_trainer(args: argparse.Namespace) -> Trainer:

@@ -4,7 +4,9 @@ The trainer knows no family: it calls ``model.training_step`` for updates, ``mod
 validation and ``model.sample`` for sample grids, and leaves everything family-specific to them.
 What it owns is what every family shares: optimizers' learning-rate schedules (linear warmup then
 cosine decay), EMA weights, step and wall-clock budgets, ``metrics.jsonl``, sample grids, the loss
-plot, and checkpoints that resume exactly (model, optimizers, schedulers, EMA, data order, RNG, step).
+plot, checkpoints that resume exactly (model, optimizers, schedulers, EMA, data order, RNG, step),
+the guard that skips non-finite updates and stops a diverging run, and data-parallel training over
+processes under ``torchrun`` (``genzoo/distributed.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -26,8 +28,11 @@ with warnings.catch_warnings():  # in Jupyter without ipywidgets, tqdm.auto fall
     warnings.filterwarnings("ignore", message="IProgress not found")
     from tqdm.auto import tqdm
 
-from genzoo.checkpoint import load_checkpoint, save_checkpoint
+from genzoo.checkpoint import load_checkpoint, remove_partial_writes, save_checkpoint
 from genzoo.config import Config, TrainConfig, config_to_dict, to_toml
+from genzoo import distributed
+from genzoo.distributed import World
+from genzoo.errors import ConfigError, TrainingDiverged
 from genzoo.metrics import mean_metrics
 from genzoo.model import GenerativeModel, OptimConfig
 from genzoo.plots import plot_metrics
@@ -42,8 +47,9 @@ class Run:
     model: GenerativeModel  # the trained weights
     sampling_model: GenerativeModel  # the EMA weights when EMA is on, else ``model``
     step: int
-    best_val: float
+    best_val: float  # the best checkpoint's score (``GenerativeModel.checkpoint_score``); inf if none was kept
     interrupted: bool
+    main_process: bool = True  # False on the ranks of a torchrun run that write nothing (rank > 0)
 
 
 class Trainer:
@@ -68,22 +74,50 @@ class Trainer:
     (``genzoo.model.GenerativeModel``).
     """
 
-    def __init__(self, model: GenerativeModel, data: Any, cfg: Config, run_dir: str | Path):
+    def __init__(
+        self, model: GenerativeModel, data: Any, cfg: Config, run_dir: str | Path, world: World | None = None
+    ):
+        """``world``: which data-parallel process this is; by default read from torchrun's environment
+        (one process outside torchrun)."""
         self.cfg, self.tcfg, self.data = cfg, cfg.train, data
         self.run_dir = Path(run_dir)
-        self.device = pick_device(self.tcfg.device)
+        self.device = distributed.local_device(pick_device(self.tcfg.device))
+        self.world = world or World.from_environment(self.device)
+        if cfg.data.batch_size % self.world.size:
+            raise ConfigError(
+                f"data.batch_size {cfg.data.batch_size} is the global batch and must divide evenly over "
+                f"{self.world.size} processes (each trains on batch_size / {self.world.size})"
+            )
         self.model = model.to(self.device)
+        distributed.broadcast_state(self.model)  # every process starts from rank 0's weights
         if self.tcfg.compile:
             compile_networks(self.model)
+        self.step, self.elapsed, self.best_val = 0, 0.0, math.inf
+        self.skipped_updates, self.nonfinite_in_a_row, self.last_saved_step = 0, 0, -1
         optim_cfg = OptimConfig(lr=self.tcfg.lr, weight_decay=self.tcfg.weight_decay, betas=self.tcfg.betas)
         self.optimizers = model.configure_optimizers(optim_cfg)
-        self.schedulers = {name: warmup_cosine(opt, self.tcfg) for name, opt in self.optimizers.items()}
+        if self.tcfg.schedule_follows not in ("budget", "steps"):
+            raise ConfigError(f"train.schedule_follows must be 'budget' or 'steps', got {self.tcfg.schedule_follows!r}")
+        budget = self.budget_progress if self.tcfg.max_minutes > 0 and self.tcfg.schedule_follows == "budget" else None
+        self.schedulers = {name: warmup_cosine(opt, self.tcfg, budget) for name, opt in self.optimizers.items()}
         self.ema = None
         if self.tcfg.ema_decay > 0:
             avg_fn = get_ema_multi_avg_fn(self.tcfg.ema_decay)
-            self.ema = AveragedModel(model, multi_avg_fn=avg_fn, use_buffers=True)
+            # parameters are averaged; buffers (batch-norm statistics, the EBM's replay buffer) are copied
+            # from the trained model after each update, as StyleGAN's generator average does
+            self.ema = AveragedModel(model, multi_avg_fn=avg_fn, use_buffers=False)
         self.stream = data.train_stream(cfg.data.batch_size, self.tcfg.seed)
-        self.step, self.elapsed, self.best_val = 0, 0.0, math.inf
+        self._seed_this_rank()
+
+    def _seed_this_rank(self) -> None:
+        """Ranks above 0 draw their own noise (z, SGLD, dropout), seeded by seed, rank and step; rank 0
+        keeps the stream of a one-process run."""
+        if self.world.rank > 0:
+            torch.manual_seed(self.tcfg.seed + 1_000_003 * self.world.rank + 7_919 * self.step)
+
+    def budget_progress(self) -> float:
+        """The share of the ``max_minutes`` budget spent (what the learning-rate schedule follows with a budget)."""
+        return self.elapsed / (60 * self.tcfg.max_minutes)
 
     @property
     def sampling_model(self) -> GenerativeModel:
@@ -96,34 +130,42 @@ class Trainer:
 
         Ctrl-C saves ``last.pt`` and returns cleanly; ``resume`` continues from it exactly.
         """
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.toml").write_text(to_toml(config_to_dict(self.cfg)))
+        if self.world.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            remove_partial_writes(self.run_dir)  # left by a process killed while writing a checkpoint
+            (self.run_dir / "config.toml").write_text(to_toml(config_to_dict(self.cfg)))
         stop_at = min(stop_at or self.tcfg.max_steps, self.tcfg.max_steps)
         interrupted = False
-        bar = tqdm(total=stop_at, initial=self.step, desc=self.cfg.family, dynamic_ncols=True, mininterval=1.0)
+        bar = tqdm(total=stop_at, initial=self.step, desc=self.cfg.family, dynamic_ncols=True, mininterval=1.0,
+                   disable=not self.world.is_main)
         try:
             self._train_until(stop_at, bar)
         except KeyboardInterrupt:
             interrupted = True
-            bar.write(f"interrupted at step {self.step}; saved {self.save()} (resume with --resume {self.run_dir})")
+            if self.world.is_main:
+                bar.write(f"interrupted at step {self.step}; saved {self.save()} (resume with --resume {self.run_dir})")
         finally:
             bar.close()
         if not interrupted:
             self._finish()
-        return Run(self.run_dir, self.model, self.sampling_model, self.step, self.best_val, interrupted)
+        return Run(self.run_dir, self.model, self.sampling_model, self.step, self.best_val, interrupted,
+                   self.world.is_main)
 
     def _train_until(self, stop_at: int, bar: tqdm) -> None:
         window: list[dict[str, float]] = []  # the train metrics since the last log line
         while self.step < stop_at and not self._out_of_time():
             started = time.perf_counter()
             window.append(self._train_step())
-            self.elapsed += time.perf_counter() - started
+            self.elapsed = self._slowest(self.elapsed + time.perf_counter() - started)
             self.step += 1
             bar.update(1)
+            self._count_skipped_update(window[-1])
             if self.step % self.tcfg.log_every == 0 or self.step == stop_at:
-                self._log("train", mean_metrics(window))
+                self._log("train", self._window_metrics(window))
                 bar.set_postfix(loss=f"{window[-1]['loss']:.4f}")
                 window = []
+            if not self.world.is_main:
+                continue  # validation, samples and checkpoints are rank 0's
             if self.step % self.tcfg.eval_every == 0:
                 bar.write(self._validate_and_log())
             if self.step % self.tcfg.sample_every == 0:
@@ -132,7 +174,7 @@ class Trainer:
                 self.save()
 
     def _train_step(self) -> dict[str, float]:
-        x, y = next(self.stream)
+        x, y = distributed.shard(next(self.stream), self.world)  # every process draws the global batch, trains on its slice
         batch = (x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True))
         self.model.train()
         with self._autocast():
@@ -141,10 +183,50 @@ class Trainer:
             sched.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
+            with torch.no_grad():
+                for averaged, live in zip(self.ema.module.buffers(), self.model.buffers()):
+                    averaged.copy_(live)
         return metrics
 
+    def _count_skipped_update(self, metrics: dict[str, float]) -> None:
+        """``optimize`` skips an update whose loss or gradient is not finite and reports its gradient norm
+        as nan; after ``max_nonfinite_steps`` such steps in a row, stop with the last good checkpoint kept."""
+        skipped = [k for k, v in metrics.items() if k.endswith("grad_norm") and not math.isfinite(v)]
+        if not skipped:
+            self.nonfinite_in_a_row = 0
+            return
+        self.skipped_updates += 1
+        self.nonfinite_in_a_row += 1
+        if self.nonfinite_in_a_row < self.tcfg.max_nonfinite_steps:
+            return
+        quantity = "the loss" if not math.isfinite(metrics["loss"]) else f"the gradient ({skipped[0]})"
+        kept = f"{self.run_dir / 'last.pt'} (step {self.last_saved_step})" if self.last_saved_step >= 0 else "none was written yet"
+        raise TrainingDiverged(
+            f"training stopped at step {self.step}: {quantity} was not finite for {self.nonfinite_in_a_row} "
+            f"steps in a row (those updates were skipped); last good checkpoint: {kept}; try a lower train.lr, "
+            "a train.grad_clip above 0 or longer train.warmup_steps, then --resume the run"
+        )
+
+    def _window_metrics(self, window: list[dict[str, float]]) -> dict[str, float]:
+        """The mean of the steps since the last log line over every process, and the updates skipped so far."""
+        finite = [m for m in window if all(math.isfinite(v) for v in m.values())] or window
+        metrics = mean_metrics(finite)
+        if self.world.size > 1:
+            names = sorted(metrics)
+            values = distributed.all_reduce_(torch.tensor([metrics[k] for k in names], dtype=torch.float64, device=self.device))
+            metrics = {k: float(v) / self.world.size for k, v in zip(names, values)}
+        return {**metrics, "skipped_updates": self.skipped_updates}
+
+    def _slowest(self, elapsed: float) -> float:
+        """The training time of the slowest process, so that every process stops at the same step."""
+        if self.world.size == 1:
+            return elapsed
+        return float(distributed.all_reduce_(torch.tensor([elapsed], dtype=torch.float64, device=self.device), "max"))
+
     def _finish(self) -> None:
-        """End of training: a last validation, samples and checkpoint."""
+        """End of training: a last validation, samples and checkpoint (rank 0)."""
+        if not self.world.is_main:
+            return
         tqdm.write(self._validate_and_log())
         self.save_samples()
         self.save()
@@ -179,8 +261,9 @@ class Trainer:
         """Validate, append to ``metrics.jsonl``, keep ``best.pt``, redraw ``loss.png``; the line to show."""
         metrics = self.validation_metrics()
         self._log("val", metrics)
-        if metrics["loss"] < self.best_val:
-            self.best_val = metrics["loss"]
+        score = self.sampling_model.checkpoint_score(metrics)  # each family says what makes a checkpoint best
+        if score is not None and score < self.best_val:
+            self.best_val = score
             self.save("best.pt")
         plot_metrics(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
         shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
@@ -197,6 +280,8 @@ class Trainer:
         return self.data.spec.save_samples(x, self.run_dir / "samples" / f"step_{self.step:06d}")
 
     def _log(self, split: str, metrics: dict[str, float]) -> None:
+        if not self.world.is_main:
+            return
         record = {"step": self.step, "split": split, "time_s": round(self.elapsed, 3), **metrics}
         record["peak_memory_mb"] = round(peak_memory_mb(self.device), 1)
         if split == "train":
@@ -218,6 +303,7 @@ class Trainer:
             "step": self.step,
             "elapsed": self.elapsed,
             "best_val": self.best_val,
+            "skipped_updates": self.skipped_updates,
             "config": config_to_dict(self.cfg),
             "spec": self.data.spec.to_dict(),
             "model": self.model.state_dict(),
@@ -241,6 +327,8 @@ class Trainer:
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step, self.elapsed, self.best_val = state["step"], state["elapsed"], state["best_val"]
+        self.skipped_updates, self.last_saved_step = state.get("skipped_updates", 0), state["step"]
+        self._seed_this_rank()
 
     def resume(self, path: str | Path) -> None:
         """Continue from a checkpoint file, or from ``last.pt`` in a run folder."""
@@ -250,17 +338,30 @@ class Trainer:
     def save(self, name: str = "last.pt") -> Path:
         path = self.run_dir / name
         save_checkpoint(self.state_dict(), path)
+        if name == "last.pt":
+            self.last_saved_step = self.step
         return path
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> LambdaLR:
-    """Learning rate factor: linear warmup over ``warmup_steps``, then cosine decay to ``min_lr_ratio``."""
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, budget_progress: Callable[[], float] | None = None
+) -> LambdaLR:
+    """Learning rate factor: linear warmup over ``warmup_steps``, then cosine decay to ``min_lr_ratio``.
+
+    The decay's progress is the share of ``max_steps`` done after warmup, or, given ``budget_progress``
+    (the share of a time budget spent, 0..1), whichever of the two is further along: a run capped by
+    ``max_minutes`` on a slow machine still ends its schedule at the floor. That progress depends on
+    the machine's speed, so such runs are not bitwise reproducible across machines; step-based runs
+    (no budget, or a budget that max_steps beats) resume exactly.
+    """
     warmup, total, floor = cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
         progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if budget_progress is not None:
+            progress = max(progress, min(1.0, budget_progress()))
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return LambdaLR(optimizer, factor)

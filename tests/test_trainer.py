@@ -22,6 +22,7 @@ TINY = [
     "train.n_samples=4",
     "train.warmup_steps=2",
     "train.ema_decay=0.9",
+    "train.max_minutes=0",  # exact resume is a promise of step-based schedules
 ]
 
 

@@ -64,7 +64,7 @@ def main() -> None:
     trainer = Trainer(model, data, cfg, run_dir)               # 4. trainer
     start_or_resume(trainer, args.resume)                      #    continuing --resume's run from its last.pt
     run = trainer.fit()
-    if run.interrupted:
+    if run.interrupted or not run.main_process:  # under torchrun, rank 0 alone goes on
         return
     model, out = run.sampling_model.eval(), run.run_dir
     if isinstance(data.spec, PointSpec):

@@ -75,7 +75,7 @@ def main() -> None:
     trainer = Trainer(model, data, cfg, run_dir)               # 4. trainer
     start_or_resume(trainer, args.resume)                      #    continuing --resume's run from its last.pt
     run = trainer.fit()
-    if run.interrupted:
+    if run.interrupted or not run.main_process:  # under torchrun, rank 0 alone goes on
         return
     model, out, options = run.sampling_model.eval(), run.run_dir, dict(cfg.sample)  # the EMA generator
     loss_curves(out / "metrics.jsonl", out / "losses.png")
