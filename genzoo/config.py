@@ -33,7 +33,7 @@ else:  # pragma: no cover - Python 3.10
 
 @dataclass
 class DataConfig:
-    name: str = "mnist"  # mnist | fashion_mnist | cifar10 | image_folder | shakespeare | tinyshakespeare | ring8 | moons
+    name: str = "mnist"  # a name in genzoo.sources.LOADERS: mnist, fashion_mnist, cifar10, image_folder, ...
     batch_size: int = 128
     block_size: int = 128  # text: characters of context per example
     download: bool = True  # try the network when the files are not on disk

@@ -123,8 +123,8 @@ def image_report(
     data.spec.save_samples(samples[:GRID_SAMPLES], run / "eval_samples")
     report: dict[str, Any] = {"sampling": {"samples": n, "seconds": round(seconds, 3), "ms_per_image": 1000 * seconds / n}}
     if not has_evaluator:
-        skipped = no_quality_metrics(data.spec.name) if unscored_images else f"genzoo ships no evaluator for {data.spec.name}"
-        report["quality"] = {"skipped": skipped}
+        no_evaluator = f"genzoo ships no evaluator for {data.spec.name}"
+        report["quality"] = {"skipped": no_quality_metrics(data.spec.name) if unscored_images else no_evaluator}
         return report
     evaluator = load_evaluator(data.spec.name)
     real = from_uint8(data.test_x)

@@ -172,7 +172,8 @@ def load_cifar10(cfg: DataConfig, root: Path) -> ExampleData:
     except RuntimeError as err:  # torchvision checks every file's MD5 sum
         raise DataError(f"CIFAR-10 in {folder} is incomplete or corrupted ({_last_line(err)}): "
                         f"replace it with the files unpacked from {CIFAR10_URL}") from None
-    splits = [(torch.from_numpy(d.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(d.targets)) for d in (train, test)]
+    splits = [(torch.from_numpy(d.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(d.targets))  # NHWC -> NCHW
+              for d in (train, test)]
     source = f"CIFAR-10 from {folder} ({len(splits[0][0]):,} train / {len(splits[1][0]):,} test)"
     return ExampleData(ImageSpec("cifar10", (3, 32, 32), 10), source, splits[0], splits[1], from_uint8)
 
@@ -190,7 +191,8 @@ def load_image_folder(cfg: DataConfig, root: Path) -> ExampleData:
     train, test = (images[~held_out], labels[~held_out]), (images[held_out], labels[held_out])
     labelled = (f"labelled by sub-folder, {len(classes)} classes ({', '.join(classes[:5])}"
                 f"{', ...' if len(classes) > 5 else ''})" if classes else
-                "unlabelled: the images lie directly in the folder, one class (conditional models need class sub-folders)")
+                "unlabelled: the images lie directly in the folder, one class "
+                "(conditional models need class sub-folders)")
     C, S = cfg.channels, cfg.image_size
     source = (f"{len(files):,} images from {folder}, {labelled}, resized and centre-cropped to {C}x{S}x{S} "
               f"({len(train[0]):,} train / {len(test[0]):,} test)")
@@ -267,10 +269,11 @@ def _checked_image_folder(cfg: DataConfig) -> Path:
     if cfg.image_size < 1:
         raise ConfigError(f"data.image_size must be a positive number of pixels, got {cfg.image_size}")
     if not cfg.path:
-        raise ConfigError("data.name = \"image_folder\" needs data.path, the folder of images (e.g. --set data.path=photos)")
+        raise ConfigError('data.name = "image_folder" needs data.path, the folder of images (--set data.path=photos)')
     folder = Path(cfg.path).expanduser().absolute()
     if not folder.is_dir():
-        raise DataError(f"data.path {folder} is not a folder: give the folder that holds your images or their class sub-folders")
+        raise DataError(f"data.path {folder} is not a folder: "
+                        "give the folder that holds your images or their class sub-folders")
     return folder
 
 
@@ -297,7 +300,8 @@ def list_images(folder: Path) -> tuple[list[Path], list[int], list[str]]:
         raise DataError(f"{folder} has images both directly in it and in sub-folders ({', '.join(by_class)}): "
                         "put every image in a class sub-folder, or all of them directly in the folder")
     if not loose and not by_class:
-        raise DataError(f"no images found in {folder} or its sub-folders; accepted extensions: {', '.join(IMG_EXTENSIONS)}")
+        accepted = ", ".join(IMG_EXTENSIONS)
+        raise DataError(f"no images found in {folder} or its sub-folders; accepted extensions: {accepted}")
     if loose:
         return loose, [0] * len(loose), []
     classes = list(by_class)

@@ -18,6 +18,7 @@ from PIL import Image
 from genzoo.checkpoint import build_model, load_model
 from genzoo.cli import main
 from genzoo.config import DataConfig, fill_dataclass, load_config
+from genzoo.data import ExampleData
 from genzoo.errors import ConfigError, DataError
 from genzoo.models import FAMILIES
 from genzoo.pixels import DiscretizedLogistic, PerChannel
@@ -74,7 +75,7 @@ def folders(tmp_path_factory) -> dict[str, Path]:
     return {"labelled": root / "labelled", "flat": root / "flat"}
 
 
-def load_folder(path: Path, **fields) -> "ExampleData":  # noqa: F821 - genzoo.data.ExampleData
+def load_folder(path: Path, **fields) -> ExampleData:
     return load_data(DataConfig(name="image_folder", path=str(path), **fields))
 
 

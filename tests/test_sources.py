@@ -71,7 +71,8 @@ def test_data_root_prefers_flag_then_env_then_cache(monkeypatch, tmp_path):
 
 
 def test_unknown_dataset_names_the_valid_ones(offline):
-    with pytest.raises(DataError, match="valid ones: mnist, fashion_mnist, cifar10, image_folder, shakespeare, tinyshakespeare"):
+    valid = "valid ones: mnist, fashion_mnist, cifar10, image_folder, shakespeare, tinyshakespeare"
+    with pytest.raises(DataError, match=valid):
         load_data(DataConfig(name="svhn"), str(offline))
 
 
