@@ -3,7 +3,7 @@
 Whole datasets live in memory (uint8 images, float points, small-integer token ids) and batches are
 cut from them by indexing: no DataLoader, no worker processes to start on a 2-core laptop.
 
-Every batch is ``(x, y)``: images in [-1, 1] (B, 1, 28, 28) and int64 labels (B,), token ids
+Every batch is ``(x, y)``: images in [-1, 1] (B, C, H, W) and int64 labels (B,), token ids
 (B, T) and next-token targets (B, T), both int64, or 2-D points (B, 2) and int64 labels (B,).
 Training batches come from a ``BatchStream`` that owns its random generator, so its ``state_dict``
 resumes the exact batch order after a restart.
@@ -153,7 +153,7 @@ class Data:
 class ExampleData(Data):
     """Labelled examples (images or points) in a train and a held-out (test) split, with int64 labels.
 
-    ``x`` is stored compactly (uint8 images (N, 1, 28, 28), float32 points (N, D)); ``decode`` turns
+    ``x`` is stored compactly (uint8 images (N, C, H, W), float32 points (N, D)); ``decode`` turns
     stored examples into what the model reads (``from_uint8`` for images, ``unchanged`` for points).
     """
 

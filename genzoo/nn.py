@@ -1,6 +1,6 @@
 """Network blocks shared by several families: an MLP, a conv encoder and decoder, a U-Net, spectral norm.
 
-The conv pair is sized for small images (28x28 MNIST; 32x32 works too): the encoder halves the
+The conv pair is sized for small images (28x28 MNIST; 32 and 64 work too, grey or colour): the encoder halves the
 resolution once per entry of ``channels`` (28 -> 14 -> 7 by default) and ends in a vector; the
 decoder mirrors it from a vector back to an image-shaped tensor with any number of output channels
 (pixel logits, mixture parameters, ...). What the numbers mean is the family's business:

@@ -140,6 +140,36 @@ class Bernoulli:
         return torch.where(u < torch.sigmoid(params), 1.0, -1.0)
 
 
+class PerChannel:
+    """One of the pixel likelihoods above for each of C colour channels, the channels independent.
+
+    The decoder gives C * P numbers per pixel, channel c's P at [c P, (c + 1) P); each channel is
+    scored, averaged or sampled as a one-channel image and log p sums over the channels too. Given z a
+    pixel's red, green and blue are independent (PixelCNN++ couples them: Salimans et al. 2017, sec. 2.2).
+    """
+
+    def __init__(self, pixels: DiscretizedLogistic | Categorical256 | Bernoulli, channels: int):
+        self.pixels, self.channels = pixels, channels
+        self.params_per_pixel = channels * pixels.params_per_pixel
+
+    def _one_channel_images(self, params: Tensor) -> Tensor:
+        B, _, H, W = params.shape
+        return params.reshape(B * self.channels, -1, H, W)  # (B, C P, H, W) -> (B C, P, H, W)
+
+    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        B, C, H, W = x.shape
+        log_p = self.pixels.log_prob(self._one_channel_images(params), x.reshape(B * C, 1, H, W))  # (B C,)
+        return log_p.view(B, C).sum(1)  # (B,)
+
+    def mean(self, params: Tensor) -> Tensor:
+        B, _, H, W = params.shape
+        return self.pixels.mean(self._one_channel_images(params)).view(B, self.channels, H, W)
+
+    def sample(self, params: Tensor, generator: torch.Generator | None) -> Tensor:
+        B, _, H, W = params.shape
+        return self.pixels.sample(self._one_channel_images(params), generator).view(B, self.channels, H, W)
+
+
 # ----------------------------------------------------------------------------- the discretized Gaussian
 
 

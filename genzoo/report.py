@@ -1,7 +1,8 @@
 """Measure a trained run (``genzoo eval``) and put runs side by side (``genzoo compare``).
 
 ``evaluate_run`` writes ``eval.json`` into a run folder: sample quality through the shipped evaluator
-(images), the likelihood on the held-out data where the family has one, and what the model costs.
+(MNIST and FashionMNIST images; for other images, CIFAR-10 or a user's folder, one line says why there is
+none), the likelihood on the held-out data where the family has one, and what the model costs.
 Every image report carries its own floor (real training digits scored the same way) and ceilings
 (Gaussian noise, blank images), measured with the same number of samples, so a number can be read
 without knowing the metric. ``compare`` turns several reports into ``compare.md`` and ``compare.png``.
@@ -31,7 +32,7 @@ from genzoo.pixels import from_uint8, to_uint8
 from genzoo.plots import read_metrics
 from genzoo.runtime import machine, peak_memory_mb, pick_device
 from genzoo.sources import load_data
-from genzoo.specs import TextSpec
+from genzoo.specs import ImageSpec, TextSpec
 
 
 def evaluate_run(
@@ -100,15 +101,30 @@ def draw_images(
     return torch.cat(chunks), time.perf_counter() - started
 
 
+GRID_SAMPLES = 64  # the samples eval_samples.png shows
+
+
+def no_quality_metrics(name: str) -> str:
+    """The one line ``genzoo eval`` prints for images genzoo has no evaluator for (CIFAR-10, a user's folder)."""
+    return (f"no sample-quality metrics for {name}: genzoo's shipped evaluator covers MNIST and FashionMNIST only, "
+            "and an Inception-based FID needs ImageNet weights that cannot be downloaded offline; bits/dim is "
+            "reported where the family has a likelihood")
+
+
 def image_report(
     model: GenerativeModel, data: ExampleData, n: int, options: dict[str, Any], generator: torch.Generator, run: Path
 ) -> dict[str, Any]:
     model.eval()
+    has_evaluator = evaluator_path(data.spec.name).exists()
+    unscored_images = isinstance(data.spec, ImageSpec) and not has_evaluator  # CIFAR-10, a user's folder
+    if unscored_images:
+        n = min(n, GRID_SAMPLES)  # nothing scores them: draw only the grid (a CIFAR-10 DDPM takes hours for 5,000)
     samples, seconds = draw_images(model, n, options, generator)
-    data.spec.save_samples(samples[:64], run / "eval_samples")
+    data.spec.save_samples(samples[:GRID_SAMPLES], run / "eval_samples")
     report: dict[str, Any] = {"sampling": {"samples": n, "seconds": round(seconds, 3), "ms_per_image": 1000 * seconds / n}}
-    if not evaluator_path(data.spec.name).exists():
-        report["quality"] = {"skipped": f"genzoo ships no evaluator for {data.spec.name}"}
+    if not has_evaluator:
+        no_evaluator = f"genzoo ships no evaluator for {data.spec.name}"
+        report["quality"] = {"skipped": no_quality_metrics(data.spec.name) if unscored_images else no_evaluator}
         return report
     evaluator = load_evaluator(data.spec.name)
     real = from_uint8(data.test_x)
@@ -167,6 +183,8 @@ def headline(report: dict[str, Any]) -> str:
             f"recall {quality['recall']:.3f}, recognizable {quality['recognizability']:.1%}, "
             f"class coverage {quality['coverage']:.3f}"
         )
+    if "skipped" in quality:
+        lines.append(f"  quality: {quality['skipped']}")
     if "bits_per_dim" in likelihood:
         lines.append(f"  likelihood ({likelihood['kind']}): {likelihood['bits_per_dim']:.4f} bits/dim on "
                      f"{likelihood['examples']:,} test images")

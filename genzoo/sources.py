@@ -8,6 +8,14 @@ config's ``[data]`` table gives:
   (``assets/mnist_5k.npz``), holding out the last 10% of each class as the test split.
 - ``fashion_mnist``: torchvision's FashionMNIST under ``<root>/FashionMNIST/raw``, or the files
   Debian's ``dataset-fashion-mnist`` package installs; nothing shipped, so missing is an error.
+- ``cifar10``: torchvision's CIFAR-10 (3x32x32 colour, 10 classes, 50,000 train / 10,000 test) under
+  ``<root>/cifar-10-batches-py``, downloaded there when missing; nothing shipped, so missing is an error.
+- ``image_folder``: a folder of the user's own images at ``data.path`` (relative to the current
+  folder), laid out like ``torchvision.datasets.ImageFolder``: images in sub-folders are labelled by
+  sub-folder (their names sorted), images directly in the folder make one unlabelled class. Each image
+  is read as RGB (``data.channels = 3``) or grey (``1``), its shorter side resized to
+  ``data.image_size`` (default 32) and centre-cropped to a square, and kept in memory as uint8; a
+  fixed seed holds out 10% of each class as the test split.
 - ``shakespeare``: Shakespeare's works from Project Gutenberg, shipped with genzoo (works offline).
 - ``tinyshakespeare``: char-rnn's 1.1 MB corpus at ``<root>/tinyshakespeare/input.txt``, downloaded
   there when missing.
@@ -17,7 +25,7 @@ config's ``[data]`` table gives:
 
 The data root is ``--data-root``, else ``$GENZOO_DATA``, else ``$XDG_CACHE_HOME/genzoo`` (or
 ``~/.cache/genzoo``). ``describe_datasets`` is the ``genzoo data`` report: what is where, without
-downloading anything.
+downloading anything (``image_folder`` has no row: its place is ``data.path``).
 """
 
 from __future__ import annotations
@@ -32,10 +40,11 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from genzoo.config import DataConfig
 from genzoo.data import HELD_OUT_FRACTION, Data, ExampleData, Ring8Data, Split, TextData, unchanged
-from genzoo.errors import DataError
+from genzoo.errors import ConfigError, DataError
 from genzoo.metrics import RING8_STD, ring8_centres
 from genzoo.pixels import from_uint8
 from genzoo.specs import ImageSpec, PointSpec
@@ -50,6 +59,10 @@ IMAGE_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}  # torchvisi
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 TOY_SIZES = (8_000, 2_000)  # train and test points
 TOY_SEEDS = (0, 1)  # train and test are independent draws
+CIFAR10_FOLDER = "cifar-10-batches-py"  # torchvision's layout under the data root
+CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"  # the URL torchvision downloads
+SPLIT_SEED = 0  # image_folder: the fixed permutation of each class its held-out images are taken from
 
 
 def data_root(cli_root: str | None = None) -> Path:
@@ -136,9 +149,61 @@ def load_moons(cfg: DataConfig, root: Path) -> ExampleData:
     return _toy_points(ExampleData, "moons", moons_points, num_classes=2)
 
 
+def load_cifar10(cfg: DataConfig, root: Path) -> ExampleData:
+    """torchvision's CIFAR-10 from the root, downloaded there when missing and allowed; missing is an error."""
+    import torchvision  # imported here: it is slow to import and text runs never need it
+
+    folder = root / CIFAR10_FOLDER
+    if not all((folder / name).is_file() for name in CIFAR10_FILES):
+        reason = "downloading is off (data.download = false)"
+        if cfg.download:
+            try:
+                torchvision.datasets.CIFAR10(root, train=True, download=True)
+                reason = ""
+            except (OSError, RuntimeError) as err:  # torchvision raises RuntimeError, URLError is an OSError
+                reason = f"could not be downloaded ({_last_line(err)})"
+        if reason:
+            raise DataError(
+                f"CIFAR-10 not found under {root} and {reason}: put torchvision's CIFAR-10 files "
+                f"({', '.join(CIFAR10_FILES)}) in {folder}, e.g. by unpacking {CIFAR10_URL} in {root}"
+            )
+    try:
+        train, test = (torchvision.datasets.CIFAR10(root, train=split) for split in (True, False))
+    except RuntimeError as err:  # torchvision checks every file's MD5 sum
+        raise DataError(f"CIFAR-10 in {folder} is incomplete or corrupted ({_last_line(err)}): "
+                        f"replace it with the files unpacked from {CIFAR10_URL}") from None
+    splits = [(torch.from_numpy(d.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(d.targets))  # NHWC -> NCHW
+              for d in (train, test)]
+    source = f"CIFAR-10 from {folder} ({len(splits[0][0]):,} train / {len(splits[1][0]):,} test)"
+    return ExampleData(ImageSpec("cifar10", (3, 32, 32), 10), source, splits[0], splits[1], from_uint8)
+
+
+def load_image_folder(cfg: DataConfig, root: Path) -> ExampleData:
+    """The user's folder of images at ``cfg.path``, resized and centre-cropped; labels from sub-folders."""
+    folder = _checked_image_folder(cfg)
+    files, labels, classes = list_images(folder)
+    images = torch.stack([read_image(path, cfg.image_size, cfg.channels) for path in files])  # (N, C, S, S)
+    labels = torch.tensor(labels, dtype=torch.long)
+    held_out = held_out_mask(labels)
+    if held_out.all() or not held_out.any():
+        raise DataError(f"too few images in {folder} ({len(files)}) for a train and a test split: "
+                        "add images (a class needs at least 2 for one to be held out)")
+    train, test = (images[~held_out], labels[~held_out]), (images[held_out], labels[held_out])
+    labelled = (f"labelled by sub-folder, {len(classes)} classes ({', '.join(classes[:5])}"
+                f"{', ...' if len(classes) > 5 else ''})" if classes else
+                "unlabelled: the images lie directly in the folder, one class "
+                "(conditional models need class sub-folders)")
+    C, S = cfg.channels, cfg.image_size
+    source = (f"{len(files):,} images from {folder}, {labelled}, resized and centre-cropped to {C}x{S}x{S} "
+              f"({len(train[0]):,} train / {len(test[0]):,} test)")
+    return ExampleData(ImageSpec("image_folder", (C, S, S), len(classes)), source, train, test, from_uint8)
+
+
 LOADERS: dict[str, Callable[[DataConfig, Path], Data]] = {  # a new dataset: one loader above, one entry here
     "mnist": load_mnist,
     "fashion_mnist": load_fashion_mnist,
+    "cifar10": load_cifar10,
+    "image_folder": load_image_folder,
     "shakespeare": load_shakespeare,
     "tinyshakespeare": load_tinyshakespeare,
     "ring8": load_ring8,
@@ -192,6 +257,85 @@ def _system_fashion_mnist() -> ExampleData:
     images, labels, test_images, test_labels = (torch.from_numpy(read_idx(p)) for p in paths)
     where = f"FashionMNIST from {SYSTEM_FASHION_MNIST}"
     return _image_data("fashion_mnist", where, (images, labels), (test_images, test_labels))
+
+
+# ---------------------------------------------------------------------------------------------
+# A folder of the user's images (torchvision's ImageFolder layout).
+
+
+def _checked_image_folder(cfg: DataConfig) -> Path:
+    if cfg.channels not in (1, 3):
+        raise ConfigError(f"data.channels must be 3 (RGB) or 1 (grey), got {cfg.channels}")
+    if cfg.image_size < 1:
+        raise ConfigError(f"data.image_size must be a positive number of pixels, got {cfg.image_size}")
+    if not cfg.path:
+        raise ConfigError('data.name = "image_folder" needs data.path, the folder of images (--set data.path=photos)')
+    folder = Path(cfg.path).expanduser().absolute()
+    if not folder.is_dir():
+        raise DataError(f"data.path {folder} is not a folder: "
+                        "give the folder that holds your images or their class sub-folders")
+    return folder
+
+
+def _is_image(path: Path) -> bool:
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    return path.is_file() and path.suffix.lower() in IMG_EXTENSIONS
+
+
+def list_images(folder: Path) -> tuple[list[Path], list[int], list[str]]:
+    """The images under ``folder``, their labels and the class names (sorted), ImageFolder's way.
+
+    Images in sub-folders (at any depth) take the sub-folder's label and the class names are the
+    sub-folders' names, sorted; images directly in ``folder`` make one class with no name (``[]``).
+    Hidden sub-folders (".name") and sub-folders without images are skipped.
+    """
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    loose = [p for p in sorted(folder.iterdir()) if _is_image(p)]
+    subfolders = [d for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    by_class = {d.name: [p for p in sorted(d.rglob("*")) if _is_image(p)] for d in subfolders}
+    by_class = {name: paths for name, paths in by_class.items() if paths}
+    if loose and by_class:
+        raise DataError(f"{folder} has images both directly in it and in sub-folders ({', '.join(by_class)}): "
+                        "put every image in a class sub-folder, or all of them directly in the folder")
+    if not loose and not by_class:
+        accepted = ", ".join(IMG_EXTENSIONS)
+        raise DataError(f"no images found in {folder} or its sub-folders; accepted extensions: {accepted}")
+    if loose:
+        return loose, [0] * len(loose), []
+    classes = list(by_class)
+    files = [path for name in classes for path in by_class[name]]
+    labels = [label for label, name in enumerate(classes) for _ in by_class[name]]
+    return files, labels, classes
+
+
+def read_image(path: Path, size: int, channels: int) -> Tensor:
+    """One image file as uint8 (channels, size, size): converted to RGB or grey, the shorter side resized
+    to ``size`` (antialiased), then the centre ``size`` x ``size`` square cropped."""
+    from PIL import Image
+    from torchvision.transforms import functional as TF
+
+    try:
+        with Image.open(path) as opened:
+            image = opened.convert("RGB" if channels == 3 else "L")  # convert reads the whole file
+    except (OSError, ValueError) as err:  # PIL's UnidentifiedImageError and truncated files are OSErrors
+        raise DataError(f"cannot read the image {path} ({_last_line(err)}): remove it or replace it") from None
+    image = TF.center_crop(TF.resize(image, size, antialias=True), size)
+    return TF.pil_to_tensor(image)  # (C, size, size) uint8
+
+
+def held_out_mask(labels: Tensor, seed: int = SPLIT_SEED) -> Tensor:
+    """(N,) bool: HELD_OUT_FRACTION of each class, drawn from a fixed seed; at least one image of any
+    class of two or more, so a small class still appears in the test split."""
+    generator = torch.Generator().manual_seed(seed)
+    held_out = torch.zeros(len(labels), dtype=torch.bool)
+    for c in labels.unique():  # in label order: the same permutations on every call
+        index = (labels == c).nonzero().squeeze(1)
+        index = index[torch.randperm(len(index), generator=generator)]
+        n_test = max(1, round(len(index) * HELD_OUT_FRACTION)) if len(index) > 1 else 0
+        held_out[index[:n_test]] = True
+    return held_out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,7 +437,7 @@ def describe_datasets(root: str | None = None) -> list[dict]:
     """One row per dataset on disk (the toy sets have none): name, path, status ("full", "partial (N train /
     M test)", "shipped sample" or "missing"), and train / test counts (images, or characters of the 90/10 split)."""
     where = data_root(root)
-    rows = [_describe_images("mnist", where), _describe_images("fashion_mnist", where)]
+    rows = [_describe_images("mnist", where), _describe_images("fashion_mnist", where), _describe_cifar10(where)]
     text = _shipped_shakespeare()
     rows.append(_text_row("shakespeare", SHAKESPEARE, "full", len(text)))
     tiny = where / "tinyshakespeare" / "input.txt"
@@ -315,6 +459,16 @@ def _describe_images(name: str, root: Path) -> dict:
         n_test = round(5_000 * HELD_OUT_FRACTION)
         return _row(name, MNIST_SAMPLE, "shipped sample", 5_000 - n_test, n_test, "images")
     return _row(name, folder, "missing", 0, 0, "images")
+
+
+def _describe_cifar10(root: Path) -> dict:
+    """Full when every file of torchvision's layout is there (their MD5 sums are checked only on loading)."""
+    folder = root / CIFAR10_FOLDER
+    found = sum((folder / name).is_file() for name in CIFAR10_FILES)
+    if found == len(CIFAR10_FILES):
+        return _row("cifar10", folder, "full", 50_000, 10_000, "images")
+    status = f"partial ({found} of {len(CIFAR10_FILES)} files)" if found else "missing"
+    return _row("cifar10", folder, status, 0, 0, "images")
 
 
 def _text_row(name: str, path: Path, status: str, n_chars: int) -> dict:

@@ -71,8 +71,9 @@ def test_data_root_prefers_flag_then_env_then_cache(monkeypatch, tmp_path):
 
 
 def test_unknown_dataset_names_the_valid_ones(offline):
-    with pytest.raises(DataError, match="valid ones: mnist, fashion_mnist, shakespeare, tinyshakespeare"):
-        load_data(DataConfig(name="cifar10"), str(offline))
+    valid = "valid ones: mnist, fashion_mnist, cifar10, image_folder, shakespeare, tinyshakespeare"
+    with pytest.raises(DataError, match=valid):
+        load_data(DataConfig(name="svhn"), str(offline))
 
 
 # -- images --------------------------------------------------------------------------------------
@@ -174,6 +175,52 @@ def test_describe_reports_each_state_without_downloading(offline, monkeypatch):
     rows = {row["name"]: row for row in describe_datasets(str(offline))}
     assert rows["mnist"]["status"] == "partial (12 train / 4 test)"
     assert (rows["tinyshakespeare"]["train"], rows["tinyshakespeare"]["test"]) == (90, 10)
+
+
+def write_cifar10(folder: Path, n_per_batch: int) -> None:
+    """torchvision's CIFAR-10 files (pickled dicts of (N, 3072) rows: the red plane, then green, then blue),
+    image k of a batch filled with the levels k, 2k, 3k, one red pixel (row 0, column 5) at 255, labelled k % 10."""
+    import pickle
+
+    folder.mkdir(parents=True)
+    k = np.arange(n_per_batch)
+    rows = np.concatenate([np.repeat(k[:, None] * c, 1024, axis=1) for c in (1, 2, 3)], axis=1).astype(np.uint8)
+    rows[:, 5] = 255
+    for name in sources.CIFAR10_FILES[:-1]:
+        (folder / name).write_bytes(pickle.dumps({"data": rows, "labels": (k % 10).tolist()}))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"class{c}" for c in range(10)]}))
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_missing_cifar10_is_an_error_in_one_line(offline, download):
+    with pytest.raises(DataError) as err:
+        load_data(DataConfig(name="cifar10", download=download), str(offline))
+    message = str(err.value)
+    reason = "could not be downloaded" if download else "downloading is off"
+    assert reason in message and "\n" not in message
+    assert str(offline / "cifar-10-batches-py") in message and sources.CIFAR10_URL in message
+
+
+def test_cifar10_in_torchvisions_layout_loads_as_colour_images(offline, monkeypatch):
+    write_cifar10(offline / "cifar-10-batches-py", n_per_batch=4)
+    with pytest.raises(DataError, match="incomplete or corrupted"):  # torchvision checks the MD5 sums
+        load_data(DataConfig(name="cifar10", download=False), str(offline))
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args, **kwargs: True)
+    data = load_data(DataConfig(name="cifar10", download=False), str(offline))
+    assert data.spec.shape == (3, 32, 32) and data.spec.num_classes == 10
+    assert data.train_x.shape == (20, 3, 32, 32) and data.test_x.shape == (4, 3, 32, 32)
+    image = data.train_x[7 % 4]
+    assert [int(image[c, 10, 10]) for c in range(3)] == [3, 6, 9]  # the planes are the channels
+    assert image[0, 0, 5] == 255 and image[0, 5, 0] == 3  # row 0, column 5: not transposed
+    assert data.train_y.tolist() == [0, 1, 2, 3] * 5 and "CIFAR-10 from" in data.source
+
+
+def test_cifar10_is_described_without_loading(offline):
+    rows = {row["name"]: row for row in describe_datasets(str(offline))}
+    assert rows["cifar10"]["status"] == "missing"
+    write_cifar10(offline / "cifar-10-batches-py", n_per_batch=1)
+    (offline / "cifar-10-batches-py" / "test_batch").unlink()
+    assert {r["name"]: r for r in describe_datasets(str(offline))}["cifar10"]["status"] == "partial (6 of 7 files)"
 
 
 # -- the real data, where this machine has it ----------------------------------------------------

@@ -60,7 +60,7 @@ Not here:
     - Hierarchies of latents (ladder VAE, NVAE) and discrete latents (VQ-VAE): one vector z.
     - An autoregressive decoder (PixelVAE): pixels are independent given z.
     - KL annealing or free bits against posterior collapse: beta is one constant for the whole run.
-    - Colour images: the networks take one channel.
+    - Dependence between a pixel's colour channels (PixelCNN++, sec. 2.2): given z they are independent.
     - An exact log p(x): only lower bounds (the ELBO, L_k).
 """
 
@@ -76,7 +76,7 @@ from torch import Tensor, nn
 from genzoo.errors import ConfigError
 from genzoo.model import Batch, GenerativeModel, cycle_labels
 from genzoo.nn import ConvDecoder, ConvEncoder
-from genzoo.pixels import Bernoulli, Categorical256, DiscretizedLogistic
+from genzoo.pixels import Bernoulli, Categorical256, DiscretizedLogistic, PerChannel
 from genzoo.specs import ImageSpec
 
 
@@ -119,7 +119,7 @@ class VAE(GenerativeModel):
         self,
         encoder: nn.Module,
         decoder: nn.Module,
-        pixels: DiscretizedLogistic | Categorical256 | Bernoulli,
+        pixels: DiscretizedLogistic | Categorical256 | Bernoulli | PerChannel,
         latent_dim: int,
         beta: float = 1.0,
         num_classes: int = 0,
@@ -146,12 +146,12 @@ class VAE(GenerativeModel):
             raise ConfigError(f"model.decoder must be one of {', '.join(PIXEL_MODELS)}, got {cfg.decoder!r}")
         if cfg.conditional and spec.num_classes < 1:
             raise ConfigError(f"model.conditional = true needs labelled data; {spec.name} has no classes")
-        if spec.shape[0] != 1:
-            raise ConfigError(f"the VAE models one-channel images; {spec.name} has {spec.shape[0]} channels")
-        size = spec.shape[1]
+        C, size = spec.shape[0], spec.shape[1]  # colour channels, side
         pixels = DiscretizedLogistic(cfg.n_mix) if cfg.decoder == "logistic" else PIXEL_MODELS[cfg.decoder]()
+        if C > 1:  # colour: the same pixel likelihood for each channel (genzoo/pixels.py)
+            pixels = PerChannel(pixels, C)
         label_dim = cfg.label_dim if cfg.conditional else 0
-        encoder = ConvEncoder(1 + label_dim, 2 * cfg.latent_dim, cfg.encoder_channels, size)
+        encoder = ConvEncoder(C + label_dim, 2 * cfg.latent_dim, cfg.encoder_channels, size)
         decoder = ConvDecoder(cfg.latent_dim + label_dim, pixels.params_per_pixel, cfg.decoder_channels, size)
         num_classes = spec.num_classes if cfg.conditional else 0
         return cls(
