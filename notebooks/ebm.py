@@ -450,8 +450,8 @@ plt.show()
 #
 # The default config: a small convolutional energy network (SiLU activations: Langevin dynamics
 # needs a smooth gradient), 40 SGLD steps per training step with step 10, noise 0.005 and the
-# gradient clipped at 0.03 per pixel, a buffer of 8,192 chains. The trainer's EMA is off: it would
-# average the replay buffer too (blurring the chains together) along with the weights.
+# gradient clipped at 0.03 per pixel, a buffer of 8,192 chains. The trainer's EMA is off: it has not
+# been measured for the EBM (it averages the weights and copies the replay buffer; see docs/ebm.md).
 
 # %%
 # full mode: 400 of the config's 6,500 steps (19 minutes), a fixed count whatever the CPU's speed

@@ -223,8 +223,8 @@ class GAN(GenerativeModel):
     ``r1``, E||grad_x D(x)||^2 (0 when off); in training also ``d_grad_norm`` and ``g_grad_norm``.
     ``loss`` is ``d_loss``, what D minimises. It is *not* a measure of sample quality: it goes down
     when D wins, and for the non-saturating loss sits at 2 log 2 = 1.386 nats when D cannot tell the
-    two apart (2 for the hinge loss), so a lower validation "loss" (and so ``best.pt``) means a
-    stronger discriminator, not a better generator: sample from ``last.pt``.
+    two apart (2 for the hinge loss), so a lower validation "loss" means a stronger discriminator,
+    not a better generator: ``best.pt`` follows sample scores where the data has them, else there is none.
     """
 
     family = "gan"
