@@ -62,7 +62,11 @@ def overrides(name: str) -> list[str]:
 def torchrun_runs(tmp_path_factory) -> Path:
     """The five configs trained by two processes under torchrun with Gloo."""
     out = tmp_path_factory.mktemp("torchrun")
-    runs = {name: [str(CONFIGS / config), overrides(name)] for name, (config, _) in RUNS.items()}
+    runs = {name: [str(CONFIGS / config), overrides(name), None] for name, (config, _) in RUNS.items()}
+    one = trainer("vae", out / "vae_one_process", World())  # K steps in this process, continued by two
+    one.fit()
+    runs["vae_resumed"] = [str(CONFIGS / RUNS["vae"][0]), overrides("vae") + [f"train.max_steps={K + 2}"],
+                           str(out / "vae_one_process" / "last.pt")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     worker = Path(__file__).with_name("distributed_worker.py")
     done = subprocess.run(
@@ -74,8 +78,8 @@ def torchrun_runs(tmp_path_factory) -> Path:
     return out
 
 
-def trainer(name: str, run_dir: Path, world: World) -> Trainer:
-    cfg = load_config(CONFIGS / RUNS[name][0], overrides(name))
+def trainer(name: str, run_dir: Path, world: World, extra: tuple[str, ...] = ()) -> Trainer:
+    cfg = load_config(CONFIGS / RUNS[name][0], overrides(name) + list(extra))
     data = load_data(cfg.data)
     return Trainer(build_model(cfg, data.spec, seed=cfg.train.seed), data, cfg, run_dir, world=world)
 
@@ -202,3 +206,22 @@ def test_both_ranks_hold_the_same_parameters_and_rank_0_alone_writes(name, torch
         load_config(CONFIGS / RUNS[name][0], overrides(name)).data).spec)
     assert_same(ranks[0], ranks[1], parameters_only=model)
     assert [m["step"] for m in train_records(run)] == list(range(1, K + 1))  # one writer
+
+
+def test_checkpoints_resume_across_process_counts(torchrun_runs, tmp_path):
+    """One process's checkpoint continued by two, and two processes' by one, both land where one
+    process's K + 2 straight steps do in everything that does not depend on the noise: the step, the
+    data stream's position and the schedules."""
+    longer = (f"train.max_steps={K + 2}",)
+    straight = trainer("vae", tmp_path / "straight", World(), longer)
+    straight.fit()
+    two_from_one = load_checkpoint(torchrun_runs / "vae_resumed" / "last.pt")
+    one_from_two = trainer("vae", tmp_path / "one_from_two", World(), longer)
+    one_from_two.resume(torchrun_runs / "vae" / "last.pt")
+    one_from_two.fit()
+    for state in (two_from_one, one_from_two.state_dict()):
+        assert state["step"] == K + 2
+        assert all(torch.equal(state["stream"][k], v) if isinstance(v, torch.Tensor) else state["stream"][k] == v
+                   for k, v in straight.stream.state_dict().items())
+        assert state["schedulers"] == straight.state_dict()["schedulers"]
+        assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
