@@ -17,7 +17,6 @@ data parallelism is more devices; this is the check that the machinery costs lit
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
@@ -25,11 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
-from genzoo.runtime import cpu_name
-
-ROOT = Path(__file__).resolve().parents[1]
+from harness import ROOT, new_record, write_record  # bench/harness.py
 
 
 def one_run(config: str, steps: int, processes: int, out: Path, threads: int) -> dict:
@@ -60,15 +55,13 @@ def main() -> int:
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     runs = [one_run(args.config, args.steps, n, Path(args.out), max(1, cores // n)) for n in args.processes]
-    record = {"benchmark": "distributed_cpu", "date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "machine": f"{cpu_name()}, {cores} CPUs", "torch": torch.__version__,
-              "command": " ".join([Path(sys.executable).name] + sys.argv), "config": args.config, "runs": runs}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
+    record = new_record("distributed_cpu", {"config": args.config, "cores": cores, "runs": runs})
     for r in runs:
         print(f"{r['processes']} process(es) x {r['threads_per_process']} thread(s): {r['ms_per_step']:.1f} ms/step "
               f"over {r['steps']} steps (wall {r['wall_seconds']} s with start-up)")
-    print(f"record: {args.json}")
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_record(record, path, " vs ".join(f"{r['ms_per_step']:.1f}" for r in runs) + " ms/step")
     return 0
 
 

@@ -53,7 +53,9 @@ def cmd_train(argv: Sequence[str]) -> int:
     samples = sorted((run.run_dir / "samples").glob("step_*"))
     if samples:
         show_samples(samples[-1])
-    best = f"best.pt's score {run.best_val:.4f}" if math.isfinite(run.best_val) else "no best.pt: this family's loss does not rank samples"
+    best = "no best.pt: nothing ranks this family's samples"
+    if math.isfinite(run.best_val):
+        best = f"best.pt's score {run.best_val:.4f}"
     print(f"run: {run.run_dir} (step {run.step}, {best})")
     return 0
 

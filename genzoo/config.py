@@ -55,7 +55,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.99)
     grad_clip: float = 1.0  # global gradient-norm clip; 0 turns it off
-    max_nonfinite_steps: int = 20  # steps in a row whose update was skipped (NaN/inf loss or gradient) before training stops
+    max_nonfinite_steps: int = 20  # updates skipped in a row (NaN/inf loss or gradient) before training stops
     ema_decay: float = 0.0  # 0 turns EMA off; sampling and eval use the EMA weights when on
     log_every: int = 25
     eval_every: int = 500

@@ -149,6 +149,11 @@ class Data:
         """Quality numbers of samples that this data set can compute cheaply (the ring's modes)."""
         return {}
 
+    def sample_quality(self, metrics: dict[str, float]) -> float | None:
+        """One number, higher is better, ranking samples by ``score_samples``' metrics; None where the
+        data scores none (what ``best.pt`` follows for a family without a likelihood)."""
+        return None
+
 
 class ExampleData(Data):
     """Labelled examples (images or points) in a train and a held-out (test) split, with int64 labels.
@@ -195,6 +200,10 @@ class Ring8Data(ExampleData):
 
     def score_samples(self, x: Tensor) -> dict[str, float]:
         return ring8_quality(x)
+
+    def sample_quality(self, metrics: dict[str, float]) -> float:
+        """Modes covered first, then the share of high-quality samples (modes are whole, the share <= 1)."""
+        return metrics["modes"] + metrics["high_quality"]
 
 
 class TextData(Data):

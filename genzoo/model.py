@@ -132,20 +132,19 @@ class GenerativeModel(nn.Module):
             f"{self.family} has no tractable likelihood (likelihood = {self.likelihood!r})"
         )
 
-    def checkpoint_score(self, metrics: dict[str, float]) -> float | None:
-        """What makes a checkpoint ``best.pt``, from its validation metrics: lower is better; None keeps none.
+    def checkpoint_score(self, metrics: dict[str, float], sample_quality: float | None) -> float | None:
+        """What makes a checkpoint ``best.pt``: lower is better; None keeps none. ``metrics`` are the
+        validation metrics, ``sample_quality`` the data's ranking of the samples (``Data.sample_quality``).
 
         A family with a likelihood (exact or a bound) is best where its held-out loss is lowest. A
         family without one (GAN, EBM) has a loss that says nothing about its samples (D's loss falls
         when D wins; the EBM's contrastive loss sits near zero whatever its samples look like), so its
-        best checkpoint is the one whose samples the data scores best (the ring's covered modes, then
-        the share of high-quality samples), and where the data scores none, there is no ``best.pt``.
+        best checkpoint is the one whose samples the data ranks highest, and where the data ranks
+        none (images: the evaluator is too slow to run at every evaluation), there is no ``best.pt``.
         """
         if self.likelihood != "none":
             return metrics["loss"]
-        if "modes" in metrics:
-            return -(metrics["modes"] + metrics["high_quality"])  # modes are whole numbers, high_quality <= 1
-        return None
+        return None if sample_quality is None else -sample_quality
 
     @property
     def conditional(self) -> bool:

@@ -62,7 +62,8 @@ def start_or_resume(trainer: Trainer, resume: str | None) -> None:
     if not trainer.world.is_main:
         return
     workers = f" ({trainer.world.size} processes)" if trainer.world.size > 1 else ""
-    print(f"genzoo: {trainer.cfg.family} on {trainer.data.source}; run folder {trainer.run_dir}{workers}", file=sys.stderr)
+    where = f"run folder {trainer.run_dir}{workers}"
+    print(f"genzoo: {trainer.cfg.family} on {trainer.data.source}; {where}", file=sys.stderr)
 
 
 def make_trainer(args: argparse.Namespace) -> Trainer:

@@ -28,9 +28,9 @@ with warnings.catch_warnings():  # in Jupyter without ipywidgets, tqdm.auto fall
     warnings.filterwarnings("ignore", message="IProgress not found")
     from tqdm.auto import tqdm
 
+from genzoo import distributed
 from genzoo.checkpoint import load_checkpoint, remove_partial_writes, save_checkpoint
 from genzoo.config import Config, TrainConfig, config_to_dict, to_toml
-from genzoo import distributed
 from genzoo.distributed import World
 from genzoo.errors import ConfigError, TrainingDiverged
 from genzoo.metrics import mean_metrics
@@ -64,12 +64,14 @@ class Trainer:
             _validate_and_log()                  every eval_every steps: validation_metrics() -> model.evaluate(batch),
                                                  and data.score_samples(model.sample(...)) where the data scores samples
             save_samples()                       every sample_every steps: model.sample -> data.spec.save_samples
-            save()                               every checkpoint_every steps: state_dict() -> last.pt
+            save_last()                          every checkpoint_every steps: state_dict() -> last.pt, unless the
+                                                 latest updates were skipped as non-finite
           _finish()                              a last validation, samples and last.pt
 
     What it expects of ``data``: ``spec`` (``save_samples``, ``to_dict``), ``train_stream(batch_size,
     seed)`` (an iterator of ``(x, y)`` batches with ``state_dict``/``load_state_dict``),
-    ``val_batches(batch_size, n_batches)``, and ``samples_to_score`` / ``score_samples(x)``.
+    ``val_batches(batch_size, n_batches)``, ``samples_to_score`` / ``score_samples(x)``, and
+    ``sample_quality(metrics)`` (the data's ranking of samples, for ``best.pt``).
     Of the model: ``configure_optimizers``, ``training_step``, ``evaluate`` and ``sample``
     (``genzoo.model.GenerativeModel``).
     """
@@ -143,7 +145,7 @@ class Trainer:
         except KeyboardInterrupt:
             interrupted = True
             if self.world.is_main:
-                bar.write(f"interrupted at step {self.step}; saved {self.save()} (resume with --resume {self.run_dir})")
+                bar.write(f"interrupted at step {self.step}; {self.save_last()} (resume with --resume {self.run_dir})")
         finally:
             bar.close()
         if not interrupted:
@@ -171,10 +173,11 @@ class Trainer:
             if self.step % self.tcfg.sample_every == 0:
                 self.save_samples()
             if self.step % self.tcfg.checkpoint_every == 0:
-                self.save()
+                self.save_last()
 
     def _train_step(self) -> dict[str, float]:
-        x, y = distributed.shard(next(self.stream), self.world)  # every process draws the global batch, trains on its slice
+        # every process draws the same global batch and trains on its own slice of it
+        x, y = distributed.shard(next(self.stream), self.world)
         batch = (x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True))
         self.model.train()
         with self._autocast():
@@ -200,7 +203,9 @@ class Trainer:
         if self.nonfinite_in_a_row < self.tcfg.max_nonfinite_steps:
             return
         quantity = "the loss" if not math.isfinite(metrics["loss"]) else f"the gradient ({skipped[0]})"
-        kept = f"{self.run_dir / 'last.pt'} (step {self.last_saved_step})" if self.last_saved_step >= 0 else "none was written yet"
+        kept = "none was written yet"
+        if self.last_saved_step >= 0:
+            kept = f"{self.run_dir / 'last.pt'} (step {self.last_saved_step})"
         raise TrainingDiverged(
             f"training stopped at step {self.step}: {quantity} was not finite for {self.nonfinite_in_a_row} "
             f"steps in a row (those updates were skipped); last good checkpoint: {kept}; try a lower train.lr, "
@@ -213,7 +218,8 @@ class Trainer:
         metrics = mean_metrics(finite)
         if self.world.size > 1:
             names = sorted(metrics)
-            values = distributed.all_reduce_(torch.tensor([metrics[k] for k in names], dtype=torch.float64, device=self.device))
+            values = torch.tensor([metrics[k] for k in names], dtype=torch.float64, device=self.device)
+            distributed.all_reduce_(values)
             metrics = {k: float(v) / self.world.size for k, v in zip(names, values)}
         return {**metrics, "skipped_updates": self.skipped_updates}
 
@@ -229,7 +235,10 @@ class Trainer:
             return
         tqdm.write(self._validate_and_log())
         self.save_samples()
-        self.save()
+        if self.nonfinite_in_a_row:
+            tqdm.write(self.save_last())
+        else:
+            self.save_last()
 
     def _out_of_time(self) -> bool:
         return self.tcfg.max_minutes > 0 and self.elapsed >= 60 * self.tcfg.max_minutes
@@ -261,7 +270,8 @@ class Trainer:
         """Validate, append to ``metrics.jsonl``, keep ``best.pt``, redraw ``loss.png``; the line to show."""
         metrics = self.validation_metrics()
         self._log("val", metrics)
-        score = self.sampling_model.checkpoint_score(metrics)  # each family says what makes a checkpoint best
+        # each family says what makes a checkpoint best, from the metrics and the data's ranking of samples
+        score = self.sampling_model.checkpoint_score(metrics, self.data.sample_quality(metrics))
         if score is not None and score < self.best_val:
             self.best_val = score
             self.save("best.pt")
@@ -335,6 +345,15 @@ class Trainer:
         path = Path(path)
         self.load_state_dict(load_checkpoint(path / "last.pt" if path.is_dir() else path))
 
+    def save_last(self) -> str:
+        """Write ``last.pt``, unless the latest steps' updates were skipped as non-finite: their state may
+        carry the damage (the EBM writes its chains to the replay buffer before the update it skips), so
+        the checkpoint from before them is kept. The line to show."""
+        if self.nonfinite_in_a_row:
+            return (f"kept last.pt of step {self.last_saved_step}: the last {self.nonfinite_in_a_row} steps' "
+                    "updates were skipped as non-finite")
+        return f"saved {self.save()}"
+
     def save(self, name: str = "last.pt") -> Path:
         path = self.run_dir / name
         save_checkpoint(self.state_dict(), path)
@@ -351,8 +370,8 @@ def warmup_cosine(
     The decay's progress is the share of ``max_steps`` done after warmup, or, given ``budget_progress``
     (the share of a time budget spent, 0..1), whichever of the two is further along: a run capped by
     ``max_minutes`` on a slow machine still ends its schedule at the floor. That progress depends on
-    the machine's speed, so such runs are not bitwise reproducible across machines; step-based runs
-    (no budget, or a budget that max_steps beats) resume exactly.
+    the machine's speed, so such runs are neither bitwise reproducible across machines nor resumed
+    bitwise; without ``budget_progress`` (no time cap, or ``schedule_follows = "steps"``) they are.
     """
     warmup, total, floor = cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio
 

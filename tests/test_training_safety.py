@@ -111,15 +111,15 @@ def test_non_finite_steps_are_skipped_counted_and_training_goes_on(tmp_path, whe
 
 @pytest.mark.parametrize("where, named", [("loss", "the loss"), ("gradient", "the gradient (grad_norm)")])
 def test_a_diverging_run_stops_with_one_line_and_keeps_its_last_good_checkpoint(tmp_path, where, named):
-    trainer = tiny_vae(tmp_path, "train.max_steps=20", "train.max_nonfinite_steps=3")
-    poison(trainer, set(range(5, 20)), where)  # every step from the 6th on
+    trainer = tiny_vae(tmp_path, "train.max_steps=20", "train.max_nonfinite_steps=3", "train.checkpoint_every=2")
+    poison(trainer, set(range(5, 20)), where)  # every step from the 6th on: step 6's checkpoint is not written
     with pytest.raises(TrainingDiverged) as stopped:
         trainer.fit()
     message = str(stopped.value)
     assert "\n" not in message and "step 8" in message and named in message and "3 steps in a row" in message
     assert f"{tmp_path / 'last.pt'} (step 4)" in message and "train.lr" in message
     state = load_checkpoint(tmp_path / "last.pt")
-    assert state["step"] == 4  # nothing written after the divergence began
+    assert state["step"] == 4  # the checkpoint due at step 6 fell inside the non-finite steps: not written
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert trainer.step == 8 and train_records(tmp_path)[-1]["step"] == 7  # stopped before logging step 8
 
