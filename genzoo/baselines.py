@@ -29,6 +29,12 @@ def bigram_log_probs(train: Tensor, vocab_size: int, alpha: float = 0.5) -> Tens
     return counts.log() - counts.sum(dim=1, keepdim=True).log()
 
 
+def bigram_window_nats(train: Tensor, windows: Tensor, vocab_size: int, alpha: float = 0.5) -> Tensor:
+    """(N,) mean -log p(x_t | x_{t-1}) in nats per predicted character of each window (N, T) of token ids."""
+    table = bigram_log_probs(train, vocab_size, alpha)
+    return -table[windows[:, :-1].long(), windows[:, 1:].long()].mean(dim=1)
+
+
 def bigram_nats_per_char(train: Tensor, val: Tensor, vocab_size: int, alpha: float = 0.5) -> float:
     """Cross-entropy of the bigram table on ``val``: -1/(n-1) sum_t log p(val_t | val_{t-1}), in nats."""
     table = bigram_log_probs(train, vocab_size, alpha)
@@ -44,10 +50,16 @@ def pixel_histograms(train_levels: Tensor, alpha: float = 0.5) -> Tensor:
     return log_p.view(*train_levels.shape[1:], LEVELS)
 
 
-def independent_pixels_bits_per_dim(train_levels: Tensor, test_levels: Tensor, alpha: float = 0.5) -> float:
-    """bits/dim of ``test_levels`` under per-pixel histograms of ``train_levels`` (both uint8, (N, C, H, W)):
-    -sum_d log p_d(x_d) / (D ln 2), averaged over the test images."""
+def independent_pixels_nats(train_levels: Tensor, test_levels: Tensor, alpha: float = 0.5) -> Tensor:
+    """(N,) -log p(x) in nats of each of ``test_levels`` under per-pixel histograms of ``train_levels``
+    (both uint8, (N, C, H, W)): -sum_d log p_d(x_d)."""
     log_p = pixel_histograms(train_levels, alpha).flatten(0, -2)  # (D, 256)
     flat = test_levels.long().flatten(1)  # (N, D)
-    nll = -log_p.gather(1, flat.T).sum(0)  # nats per test image
-    return nll.mean().item() / (flat.shape[1] * math.log(2))
+    return -log_p.gather(1, flat.T).sum(0)  # (N,)
+
+
+def independent_pixels_bits_per_dim(train_levels: Tensor, test_levels: Tensor, alpha: float = 0.5) -> float:
+    """bits/dim of ``test_levels`` under per-pixel histograms of ``train_levels``: -sum_d log p_d(x_d) / (D ln 2),
+    averaged over the test images."""
+    nll = independent_pixels_nats(train_levels, test_levels, alpha)
+    return nll.mean().item() / (test_levels[0].numel() * math.log(2))

@@ -1,10 +1,11 @@
-"""The ``genzoo`` command: train, sample, eval, compare, list, data.
+"""The ``genzoo`` command: train, sample, eval, compare, anomaly, list, data.
 
     genzoo train CONFIG [--set section.key=value ...] [--out DIR] [--data-root DIR]
     genzoo train --resume RUN [--set ...]
     genzoo sample RUN [-n N] [--out PATH] [--seed S] [--best] [--no-ema] [--OPTION VALUE ...]
     genzoo eval RUN [-n N] [--best] [--data-root DIR] [--log-prob KEY=VALUE ...] [--OPTION VALUE ...]
     genzoo compare RUN [RUN ...] [--out DIR] [-n N]
+    genzoo anomaly RUN --ood DATASET [-n N] [--out PNG] [--data-root DIR] [--option KEY=VALUE ...]
     genzoo compare --train --minutes M [--out DIR] [--families vae,lm,...]
     genzoo list
     genzoo data [--data-root DIR]
@@ -130,6 +131,39 @@ def cmd_eval(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_anomaly(argv: Sequence[str]) -> int:
+    from genzoo.anomaly import anomaly_run
+    from genzoo.plots import score_histograms
+
+    parser = argparse.ArgumentParser(prog="genzoo anomaly", description="AUROC of the run's anomaly score, "
+                                     "its held-out data against another data set.")
+    parser.add_argument("run", help="a run folder written by `genzoo train`")
+    parser.add_argument("--ood", required=True, help="the outliers: an image data set (fashion_mnist, mnist, ...), "
+                        "or python (the standard library's source) for a text run")
+    parser.add_argument("-n", type=int, default=1_000, help="examples of each set to score")
+    parser.add_argument("--best", action="store_true", help="use best.pt instead of last.pt")
+    parser.add_argument("--out", help="the histogram figure (default: RUN/anomaly_<ood>.png)")
+    parser.add_argument("--data-root", help="dataset folder (default: $GENZOO_DATA, then ~/.cache/genzoo)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option of the family's score, e.g. --option timesteps=10 (DDPM) or k=10 (VAE)")
+    args = parser.parse_args(argv)
+    report = anomaly_run(args.run, args.ood, n=args.n, which="best" if args.best else "last",
+                         data_root=args.data_root, **parse_key_values(args.option, "--option"))
+    scores = report.pop("scores")
+    print(f"{report['family']} trained on {report['dataset']}, outliers {report['ood']}: "
+          f"{report['n_in']:,} + {report['n_out']:,} examples")
+    print(f"AUROC {report['auroc']:.3f} (the simplest model of the same data: {report['baseline']['auroc']:.3f})")
+    panels = {"anomaly score": (scores["in"], scores["out"], report["auroc"])}
+    if "corrected_auroc" in report:
+        print(f"AUROC, complexity-corrected (Serra et al. 2020): {report['corrected_auroc']:.3f} "
+              f"(the simplest model: {report['baseline']['corrected_auroc']:.3f}; PNG size alone: "
+              f"{report['png_bits_auroc']:.3f})")
+        panels["-log2 p(x) - PNG bits"] = (scores["corrected_in"], scores["corrected_out"], report["corrected_auroc"])
+    out = Path(args.out) if args.out else Path(args.run) / f"anomaly_{args.ood}.png"
+    print(f"figure: {score_histograms(panels, out, (report['dataset'], report['ood']))}")
+    return 0
+
+
 def cmd_compare(argv: Sequence[str]) -> int:
     from genzoo.report import compare, evaluate_run
 
@@ -201,7 +235,7 @@ def cmd_data(argv: Sequence[str]) -> int:
 
 
 COMMANDS = {
-    "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "compare": cmd_compare,
+    "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "compare": cmd_compare, "anomaly": cmd_anomaly,
     "list": cmd_list, "data": cmd_data,
 }
 

@@ -132,6 +132,12 @@ class GenerativeModel(nn.Module):
             f"{self.family} has no tractable likelihood (likelihood = {self.likelihood!r})"
         )
 
+    def anomaly_score(self, x: Tensor, **options: Any) -> Tensor:
+        """(B,) how unusual each x is, higher = more unusual (``genzoo.anomaly``): -log p(x) in nats,
+        ``options`` going to ``log_prob``, where the family has a likelihood; the GAN and the EBM, which
+        have none, override this with what they do have (minus the discriminator's logit; the energy)."""
+        return -self.log_prob(x, **options)
+
     def checkpoint_score(self, metrics: dict[str, float], sample_quality: float | None) -> float | None:
         """What makes a checkpoint ``best.pt``: lower is better; None keeps none. ``metrics`` are the
         validation metrics, ``sample_quality`` the data's ranking of the samples (``Data.sample_quality``).

@@ -92,3 +92,29 @@ def _square_axes(ax: Axes, extent: float) -> None:
     ax.set_xlim(-extent, extent)
     ax.set_ylim(-extent, extent)
     ax.set_aspect("equal")
+
+
+def score_histograms(
+    panels: dict[str, tuple[Tensor, Tensor, float]], path: str | Path, names: tuple[str, str] = ("inliers", "outliers"),
+    columns: int = 4,
+) -> Path:
+    """One histogram panel per score, ``columns`` to a row: ``panels`` maps a title to (inlier scores,
+    outlier scores, AUROC); both sets share the panel's bins, so their overlap is what the AUROC measures."""
+    rows = -(-len(panels) // columns)
+    width = min(columns, len(panels))
+    fig = Figure(figsize=(3.2 * width, 2.8 * rows))
+    axes = fig.subplots(rows, width, squeeze=False).flatten()
+    for ax, (title, (inliers, outliers, area)) in zip(axes, panels.items()):
+        both = torch.cat([inliers, outliers]).float()
+        bins = torch.linspace(float(both.quantile(0.005)), float(both.quantile(0.995)), 50).tolist()
+        ax.hist(inliers.float().numpy(), bins=bins, alpha=0.6, label=names[0], density=True)
+        ax.hist(outliers.float().numpy(), bins=bins, alpha=0.6, label=names[1], density=True)
+        ax.set_title(f"{title}\nAUROC {area:.3f}", fontsize=9)
+        ax.set_xlabel("score (higher = more unusual)", fontsize=8)
+        ax.set_yticks([])
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return Path(path)

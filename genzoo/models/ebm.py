@@ -340,6 +340,12 @@ class EBM(GenerativeModel):
             x = self.langevin_step(x, y, step_size, noise, generator)
             yield x.detach()
 
+    # ------------------------------------------------------------------------- anomaly detection
+    def anomaly_score(self, x: Tensor) -> Tensor:
+        """(B,) E(x), or the label-free -logsumexp_y f(x)[y] of a conditional model (``genzoo.anomaly``):
+        training pushes the data's energy down, so a high energy is unusual (Du & Mordatch 2019, sec. 4.3)."""
+        return self.energy(x)
+
 
 # ----------------------------------------------------------------------------- out-of-distribution scores
 

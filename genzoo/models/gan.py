@@ -394,3 +394,14 @@ class GAN(GenerativeModel):
         with torch.no_grad():
             x = self.generator(z.reshape(steps * n, -1), y)  # (steps * n, ...), step-major
         return x.view(steps, n, *self.data_shape).transpose(0, 1)  # (n, steps, ...)
+
+    # ------------------------------------------------------------------------- anomaly detection
+    def anomaly_score(self, x: Tensor) -> Tensor:
+        """(B,) -D(x): D was trained to give real data high logits, so a low logit is unusual. A
+        conditional D needs a label the input does not have: x scores as the class it looks most real as,
+        -max_y D(x, y). D is trained only to beat the current G, not to model the data, so nothing
+        promises that this ranks inputs unseen in training (``genzoo.anomaly`` measures whether it does)."""
+        if not self.num_classes:
+            return -self.discriminator(x)
+        logits = [self.discriminator(x, torch.full((len(x),), c, device=x.device)) for c in range(self.num_classes)]
+        return -torch.stack(logits, dim=1).amax(dim=1)  # (B,)
