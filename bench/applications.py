@@ -5,21 +5,20 @@ and synthetic training data, on MNIST-5k / FashionMNIST, with one command:
 
 It first trains the runs it needs into ``runs/applications/`` (a run already there is reused, or resumed
 when interrupted), with the small step budgets of ``RUNS`` below, chosen so that the whole set trains in
-about an hour on 2 CPU cores at one torch thread each; then it measures and writes ``bench/results/applications.json``.
+about an hour on 2 CPU cores; then it measures and writes ``bench/results/applications.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from harness import ROOT, new_record, write_record
 
 from genzoo.anomaly import anomaly_run
 from genzoo.plots import score_histograms
+from genzoo.recipe import make_trainer, train_arguments
 
 # name: (config, step budget, extra overrides). Step budgets, not minutes, so the runs do not depend on
 # what else shares the machine; every schedule still warms up and decays within its budget.
@@ -39,20 +38,19 @@ RUNS: dict[str, tuple[str, int, list[str]]] = {
 }
 
 
-def train_runs(out: Path, names: list[str], data_root: str | None) -> None:
-    """Train (or resume, or keep) each run of ``RUNS`` named in ``names`` into ``out/<name>``."""
+def train_runs(out: Path, names: list[str], data_root: str | None, shorten: Sequence[str] = ()) -> None:
+    """Train (or resume, or keep) each run of ``RUNS`` named in ``names`` into ``out/<name>``; ``shorten``
+    overrides come last (the notebook's short mode trains a few steps)."""
     for name in names:
         config, steps, overrides = RUNS[name]
         run = out / name
-        sets = [f"train.max_steps={steps}", "train.max_minutes=120", "train.schedule_follows=steps", f"train.eval_every={max(steps // 2, 1)}",
-                f"train.checkpoint_every={max(steps // 4, 1)}", *overrides]
-        command = [sys.executable, "-m", "genzoo", "train"]
-        command += ["--resume", str(run)] if (run / "last.pt").is_file() else [str(ROOT / config), "--out", str(run)]
-        for item in sets:
-            command += ["--set", item]
-        if data_root:
-            command += ["--data-root", data_root]
-        subprocess.run(command, check=True)
+        sets = [f"train.max_steps={steps}", "train.max_minutes=120", "train.schedule_follows=steps",
+                f"train.eval_every={max(steps // 2, 1)}", f"train.checkpoint_every={max(steps // 4, 1)}",
+                *overrides, *shorten]
+        args = ["--resume", str(run)] if (run / "last.pt").is_file() else [str(ROOT / config), "--out", str(run)]
+        args += [arg for item in sets for arg in ("--set", item)]
+        args += ["--data-root", data_root] if data_root else []
+        make_trainer(train_arguments().parse_args(args)).fit()
 
 
 # family: (its run trained on MNIST, its run trained on FashionMNIST, the options of its score, n per set).
