@@ -1,9 +1,10 @@
-"""The ``genzoo`` command: train, sample, eval, compare, anomaly, list, data.
+"""The ``genzoo`` command: train, sample, eval, compare, anomaly, synthetic, list, data.
 
     genzoo train CONFIG [--set section.key=value ...] [--out DIR] [--data-root DIR]
     genzoo train --resume RUN [--set ...]
     genzoo sample RUN [-n N] [--out PATH] [--seed S] [--best] [--no-ema] [--OPTION VALUE ...]
     genzoo eval RUN [-n N] [--best] [--data-root DIR] [--log-prob KEY=VALUE ...] [--OPTION VALUE ...]
+    genzoo synthetic RUN [-n N] [--seed S] [--augment-real N] [--classifier-steps N] [--out PATH] [--OPTION VALUE ...]
     genzoo compare RUN [RUN ...] [--out DIR] [-n N]
     genzoo anomaly RUN --ood DATASET [-n N] [--out PNG] [--data-root DIR] [--option KEY=VALUE ...]
     genzoo compare --train --minutes M [--out DIR] [--families vae,lm,...]
@@ -164,6 +165,56 @@ def cmd_anomaly(argv: Sequence[str]) -> int:
     return 0
 
 
+
+
+def cmd_synthetic(argv: Sequence[str]) -> int:
+    from genzoo.synthetic import ClassifierTraining, score_run
+
+    parser = argparse.ArgumentParser(
+        prog="genzoo synthetic",
+        description="Classification accuracy score: a classifier trained on a conditional run's samples, tested "
+                    "on the real test set, beside one trained on the real training digits (RUN/synthetic.json).")
+    parser.add_argument("run", help="a run folder of a class-conditional model (model.conditional = true)")
+    parser.add_argument("-n", type=int, default=10_000, help="synthetic digits to train on")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the samples")
+    parser.add_argument("--best", action="store_true", help="use best.pt instead of last.pt")
+    parser.add_argument("--augment-real", type=int, default=500,
+                        help="real digits (class-balanced) of the augmentation case, alone and with the samples")
+    parser.add_argument("--classifier-steps", type=int, default=ClassifierTraining.steps,
+                        help="training steps of every classifier (the same for every case)")
+    parser.add_argument("--out", help="where the report goes (default: RUN/synthetic.json)")
+    parser.add_argument("--data-root", help="dataset folder (default: $GENZOO_DATA, then ~/.cache/genzoo)")
+    args, extra = parser.parse_known_args(argv)
+    report = score_run(
+        args.run, args.n, which="best" if args.best else "last", sample_options=parse_sample_options(extra),
+        augment_real=args.augment_real, training=ClassifierTraining(steps=args.classifier_steps),
+        data_root=args.data_root, seed=args.seed,
+    )
+    out = Path(args.out) if args.out else Path(args.run) / "synthetic.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(synthetic_lines(report))
+    print(f"report: {out}")
+    return 0
+
+
+def synthetic_lines(report: dict) -> str:
+    """``genzoo synthetic``'s report, one number a line."""
+    t = report["training"]
+    return "\n".join([
+        f"{report['family']} on {report['data']}, sampling options {report['sample_options']}",
+        f"classifier: a fresh EvaluatorNet, {t['steps']} AdamW steps of batch {t['batch_size']}, lr {t['lr']}, "
+        f"seed {t['seed']} (the same for every case); tested on {report['real_test']:,} real test images",
+        f"cas (trained on {report['samples']:,} samples): {report['cas']:.4f}",
+        f"real (trained on {report['real_train']:,} real images): {report['real']:.4f}",
+        f"ratio cas / real: {report['ratio']:.4f}",
+        f"real subset ({report['augment_real']:,} real images): {report['real_subset']:.4f}",
+        f"real subset + samples ({report['augment_real']:,} real + {report['samples']:,} samples): "
+        f"{report['real_subset_plus_synthetic']:.4f}",
+        f"sampling: {report['ms_per_image']:.2f} ms per image ({report['sample_seconds']:.1f} s)",
+        f"training: {report['train_seconds']:.1f} s per classifier (on the samples)",
+    ])
+
+
 def cmd_compare(argv: Sequence[str]) -> int:
     from genzoo.report import compare, evaluate_run
 
@@ -235,7 +286,8 @@ def cmd_data(argv: Sequence[str]) -> int:
 
 
 COMMANDS = {
-    "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "compare": cmd_compare, "anomaly": cmd_anomaly,
+    "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "compare": cmd_compare,
+    "anomaly": cmd_anomaly, "synthetic": cmd_synthetic,
     "list": cmd_list, "data": cmd_data,
 }
 
