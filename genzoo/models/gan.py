@@ -394,3 +394,44 @@ class GAN(GenerativeModel):
         with torch.no_grad():
             x = self.generator(z.reshape(steps * n, -1), y)  # (steps * n, ...), step-major
         return x.view(steps, n, *self.data_shape).transpose(0, 1)  # (n, steps, ...)
+
+    # ------------------------------------------------------------------------- inpainting
+    def inpaint(
+        self,
+        x: Tensor,
+        known: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        steps: int = 100,
+        lr: float = 0.1,
+        restarts: int = 2,
+        sigma: float = 0.1,
+    ) -> Tensor:
+        """Images (B, C, H, W) whose ``known`` pixels (bool, (B, 1, H, W) or broadcastable) are x's
+        exactly, and the rest G(z*) at the MAP latent of the known pixels (Bora et al. 2017):
+
+            z* = argmin_z  ||known * (G(z) - x)||^2 / (2 sigma^2) + ||z||^2 / 2
+
+        (the known pixels read as G(z) plus Gaussian noise of standard deviation sigma, z ~ N(0, I)),
+        found by ``genzoo.inpaint.fit_latent`` (Adam) from ``restarts`` random z per image; each image
+        keeps its best. G has no encoder, and its objective has many local minima: restarts help.
+        steps, lr: Adam's steps and learning rate on z.
+        restarts: random starts per image (per class for a conditional G: the digit is not known, so
+            every class is tried, restarts * 10 fits per image, and the best fit picks the class too).
+        sigma: the known pixels' noise, in [-1, 1] units: smaller trusts them more against the prior.
+        Batch norm in G reads its running statistics only in eval mode (call ``.eval()``).
+        """
+        from genzoo.inpaint import best_of, fit_latent, latent_objective, paste
+
+        B, k = len(x), restarts * max(1, self.num_classes)  # k candidates per image
+        classes = torch.arange(self.num_classes, device=self.device)
+        y = classes.repeat_interleave(B).repeat(restarts) if self.conditional else None  # (k B,)
+        xs, ks = x.repeat(k, 1, 1, 1), known.expand(B, 1, *x.shape[2:]).repeat(k, 1, 1, 1)  # (k B, ...)
+
+        def data_term(z: Tensor) -> Tensor:  # -log p(known pixels | z) up to a constant, (k B,)
+            return ((self.generator(z, y) - xs) ** 2 * ks).flatten(1).sum(1) / (2 * sigma**2)
+
+        z = fit_latent(data_term, self.noise(k * B, generator), steps=steps, lr=lr)
+        with torch.no_grad():
+            fills = best_of(self.generator(z, y), latent_objective(data_term, z), k)  # (B, C, H, W)
+        return paste(x, fills, known)

@@ -76,7 +76,7 @@ from torch import Tensor, nn
 from genzoo.errors import ConfigError
 from genzoo.model import Batch, GenerativeModel, cycle_labels
 from genzoo.nn import ConvDecoder, ConvEncoder
-from genzoo.pixels import Bernoulli, Categorical256, DiscretizedLogistic, PerChannel
+from genzoo.pixels import Bernoulli, Categorical256, DiscretizedLogistic, PerChannel, log_prob_per_pixel
 from genzoo.specs import ImageSpec
 
 
@@ -261,3 +261,43 @@ class VAE(GenerativeModel):
         ys = None if y is None else y.repeat(m)
         log_px = self.pixels.log_prob(self.decoder_params(z.reshape(m * B, D), ys), xs).view(m, B)
         return (log_px + log_prior - log_q).T  # (B, m)
+
+    # ------------------------------------------------------------------------- inpainting
+    def inpaint(
+        self,
+        x: Tensor,
+        known: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        steps: int = 200,
+        lr: float = 0.05,
+    ) -> Tensor:
+        """Images (B, C, H, W) whose ``known`` pixels (bool, (B, 1, H, W) or broadcastable) are x's
+        exactly, and the rest the decoder's mean image at the MAP latent of the known pixels:
+
+            z* = argmax_z  sum_{known pixels i} log p(x_i | z) + log N(z; 0, I)
+
+        found by ``genzoo.inpaint.fit_latent`` (Adam) from the encoder's mean of x with its missing
+        pixels set to the background. The decoder scores every pixel on its own given z, so leaving
+        the missing pixels out of log p(x | z) is exact, not an approximation.
+        steps, lr: Adam's steps and learning rate on z.
+        A conditional model does not know the digit: z is fitted once per class and each image keeps
+        the class whose fit scores best (the MAP over z and the label, with a uniform prior on it).
+        The fill is deterministic: ``generator`` is not used.
+        """
+        from genzoo.inpaint import best_of, fit_latent, hide, latent_objective, paste
+
+        B, k = len(x), max(1, self.num_classes)  # k candidate labels per image
+        y = torch.arange(k, device=self.device).repeat_interleave(B) if self.conditional else None  # (k B,)
+        xs, ks = x.repeat(k, 1, 1, 1), known.expand(B, 1, *x.shape[2:]).repeat(k, 1, 1, 1)  # (k B, ...)
+
+        def data_term(z: Tensor) -> Tensor:  # -log p(known pixels | z), nats (k B,)
+            log_p = log_prob_per_pixel(self.pixels, self.decoder_params(z, y), xs)  # (k B, H, W)
+            return -(log_p * ks[:, 0]).flatten(1).sum(1)
+
+        with torch.no_grad():
+            z0 = self.encode(hide(xs, ks), y)[0]  # (k B, D) the encoder's mean of the masked image
+        z = fit_latent(data_term, z0, steps=steps, lr=lr)
+        with torch.no_grad():
+            fills = best_of(self.decode(z, y), latent_objective(data_term, z), k)  # (B, C, H, W)
+        return paste(x, fills, known)
