@@ -181,7 +181,7 @@ def cmd_inpaint(argv: Sequence[str]) -> int:
     model, cfg, _ = load_model(args.run, "best" if args.best else "last")
     if type(model).inpaint is GenerativeModel.inpaint:
         raise ConfigError(f"the {cfg.family} family does not inpaint; the image families do")
-    options = parse_key_values(args.options, "inpainting option")
+    options = parse_key_values(args.options, "genzoo inpaint RUN")
     check_options(model.inpaint, options, "inpainting option ")
     model.to(pick_device(cfg.train.device))
     run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent

@@ -198,13 +198,15 @@ def inpainting_report(
     generator: torch.Generator | None = None,
     batch_size: int = 100,
     mean_image: Tensor | None = None,
+    figure: str | Path | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Fill test images (N, 1, 28, 28) in [-1, 1] with ``model.inpaint`` (``options``) and measure the fills.
 
     known: (N, 1, H, W) or (1, 1, H, W) bool, True where a pixel is given; the model sees only those
         (the rest set to the background, -1). mean_image: (1, C, H, W), the training digits' per-pixel
-        mean, a fill that needs no model; None leaves that reference out.
+        mean, a fill that needs no model; None leaves that reference out. figure: where to draw the
+        first ten fills (``inpainting_figure``); None draws none.
     Returns ``agreement`` (the share of fills the evaluator gives the original's true label),
     ``missing_mse`` (mean squared error over the missing pixels only, pixels in [0, 1] units),
     ``ms_per_image`` (wall time of ``inpaint``), ``known_kept_exactly``, and under ``references`` the
@@ -216,6 +218,8 @@ def inpainting_report(
     )
     report = score_fills(fills, images, labels, known, evaluator, mean_image)
     report.update(seconds=round(seconds, 3), ms_per_image=1000 * seconds / len(images))
+    if figure is not None:
+        inpainting_figure(images, known, {model.family: fills}, figure)
     return report
 
 
@@ -245,23 +249,19 @@ def inpaint_test_digits(
     **options: Any,
 ) -> dict[str, Any]:
     """``inpainting_report`` on ``n`` test images of ``data`` (the classes in turn), masked by ``mask``
-    (``make_mask``, seeded by ``seed``, as are the fills), with the training mean as a reference;
-    the figure of the first ten goes to ``figure`` if given. What ``genzoo inpaint`` runs."""
+    (``make_mask``, seeded by ``seed``, as are the fills), with the training digits' mean image as a
+    reference; the figure goes to ``figure`` if given. What ``genzoo inpaint`` runs."""
     if not evaluator_path(data.spec.name).exists():
         raise ConfigError(f"inpainting is measured with genzoo's shipped evaluator, which covers MNIST and "
                           f"FashionMNIST only, not {data.spec.name}")
     images, labels = data.test_examples_of_every_class(n)
     known = make_mask(mask, n, *images.shape[2:], generator=torch.Generator().manual_seed(seed))
-    generator = torch.Generator(model.device).manual_seed(seed)
-    masked = hide(images, known)
-    fills, seconds = fill_images(model, masked, known, generator=generator, batch_size=batch_size, **options)
-    mean_image = from_uint8(data.train_x).mean(0, keepdim=True)  # (1, C, H, W)
-    report = score_fills(fills, images, labels, known, load_evaluator(data.spec.name), mean_image)
-    report.update(seconds=round(seconds, 3), ms_per_image=1000 * seconds / n)
-    report = {"family": model.family, "data": data.source, "mask": mask, "options": options, **report}
-    if figure is not None:
-        inpainting_figure(images, known, {model.family: fills}, figure)
-    return report
+    report = inpainting_report(
+        model, images, labels, known, load_evaluator(data.spec.name),
+        generator=torch.Generator(model.device).manual_seed(seed), batch_size=batch_size,
+        mean_image=from_uint8(data.train_x).mean(0, keepdim=True), figure=figure, **options,
+    )  # fmt: skip
+    return {"family": model.family, "data": data.source, "mask": mask, "options": options, **report}
 
 
 def report_lines(report: dict[str, Any]) -> str:
