@@ -166,13 +166,13 @@ def cmd_inpaint(argv: Sequence[str]) -> int:
     from genzoo.sources import load_data
 
     parser = argparse.ArgumentParser(prog="genzoo inpaint", description="Fill the missing part of test digits: "
-                                     "prints the numbers, writes a figure and RUN/inpaint_MASK.json.")
+                                     "prints the numbers, writes a figure and the numbers beside it (.json).")
     parser.add_argument("run", help="a run folder written by `genzoo train` (an image family)")
     parser.add_argument("options", nargs="*", metavar="KEY=VALUE", help="options of the family's inpaint (steps=50)")
     parser.add_argument("--mask", choices=MASKS, default="bottom",
                         help="bottom: the bottom half missing; patches: two random 10x10 holes on the digit")
     parser.add_argument("-n", type=int, default=100, help="test images to fill (the classes in turn)")
-    parser.add_argument("--out", help="the figure (default: RUN/inpaint_MASK.png)")
+    parser.add_argument("--out", help="the figure (default: RUN/inpaint_MASK.png); the .json goes beside it")
     parser.add_argument("--seed", type=int, default=0, help="seeds the masks and the fills")
     parser.add_argument("--best", action="store_true", help="use best.pt instead of last.pt")
     parser.add_argument("--batch-size", type=int, default=100, help="images per inpaint call")
@@ -190,9 +190,9 @@ def cmd_inpaint(argv: Sequence[str]) -> int:
         model, load_data(cfg.data, args.data_root), mask=args.mask, n=args.n, seed=args.seed,
         batch_size=args.batch_size, figure=figure, **options,
     )  # fmt: skip
-    (run_dir / f"inpaint_{args.mask}.json").write_text(json.dumps(report, indent=2) + "\n")
+    figure.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     print(report_lines(report))
-    print(f"figure: {figure}\nreport: {run_dir / f'inpaint_{args.mask}.json'}")
+    print(f"figure: {figure}\nreport: {figure.with_suffix('.json')}")
     return 0
 
 
