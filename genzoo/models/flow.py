@@ -586,20 +586,23 @@ class Flow(GenerativeModel):
 
             z* = argmin_z  ||known * (f^{-1}(z) - x)||^2 / (2 sigma^2) + ||z||^2 / 2
 
-        found by ``genzoo.inpaint.fit_latent`` from encode(x), x's missing pixels set to the background.
-        Why z and not x: every z decodes to an image, and the prior N(0, I) on z is the flow's own
-        notion of a typical image (sampling at low temperature draws the digits near z = 0), whereas
-        ascending log p(x) over the missing pixels finds the flow's most likely fill: blank background,
-        which flows rate more likely than any stroke.
+        found by ``genzoo.inpaint.fit_latent`` from z = 0, the flow's most typical latent (its
+        temperature-0 sample). Why z and not x: every z decodes to an image and the prior keeps z
+        typical, whereas ascending log p(x) over the missing pixels follows the density's gradient
+        in pixel space. Tried on 20 bottom-half test digits with a 400-step MNIST flow (200 Adam steps
+        each way), ascent from mid-grey left black fills with a line of artefacts (missing_mse 0.17)
+        and from noise kept the noise (0.39), while z from 0 gave 0.10, and encode(x) with the
+        missing pixels black stayed at the black fill (0.11, as leaving them black).
         steps, lr: Adam's steps and learning rate on z.
         sigma: the known pixels' noise in [-1, 1] units: smaller holds them more firmly against the prior.
+        The fill is deterministic: ``generator`` is not used.
         """
-        from genzoo.inpaint import fit_latent, hide, paste
+        from genzoo.inpaint import fit_latent, paste
 
         def data_term(z: Tensor) -> Tensor:  # (B,) squared error on the known pixels
             y, _ = self.layers.inverse(z)  # in (0, 1)
             x_hat = (LEVELS * y - 0.5) / 127.5 - 1  # the continuous decode: bin centres to levels
             return ((x_hat - x) ** 2 * known).flatten(1).sum(1) / (2 * sigma**2)
 
-        z = fit_latent(data_term, self.encode(hide(x, known)), steps=steps, lr=lr)
+        z = fit_latent(data_term, torch.zeros_like(x), steps=steps, lr=lr)  # z has x's shape
         return paste(x, self.decode(z), known)
