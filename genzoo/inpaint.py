@@ -10,7 +10,8 @@ it naturally can:
     EBM    Langevin dynamics on the unknown pixels only, the known ones held fixed: a sampler of
            p(x_unknown | x_known), proportional to exp(-E(x))
     VAE, GAN, flow   the MAP latent: z maximising log p(known pixels | z) + log N(z; 0, I) (``fit_latent``,
-           written once here), decoded and pasted under the known pixels
+           written once here; ``fit_best_latent`` from several starts or labels), decoded, and pasted
+           under the known pixels
 
 ``inpainting_report`` measures a family on labelled test images: how often the shipped evaluator gives
 the filled digit the original's label (``agreement``), the squared error on the missing pixels, and
@@ -126,7 +127,43 @@ def best_of(candidates: Tensor, objective: Tensor, k: int) -> Tensor:
     (block j holds every image's j-th candidate), objective (k B,) -> (B, ...)."""
     B = len(candidates) // k
     pick = objective.view(k, B).argmin(0)  # (B,)
-    return candidates.view(k, B, *candidates.shape[1:])[pick, torch.arange(B)]
+    return candidates.view(k, B, *candidates.shape[1:])[pick, torch.arange(B, device=pick.device)]
+
+
+def fit_best_latent(
+    data_term: Callable[[Tensor, Tensor, Tensor | None], Tensor],
+    z: Tensor,
+    labels: Tensor | None,
+    k: int,
+    *,
+    steps: int,
+    lr: float,
+) -> tuple[Tensor, Tensor | None]:
+    """``fit_latent`` from k starts per image, the best kept: each image's MAP latent (B, D) and label (B,).
+
+    z: (k B, D) starts in k blocks of B (block j holds every image's j-th start); labels: (k B,) the
+        class each start is fitted with (a conditional model's candidates), or None.
+    data_term: (z (N, D), image (N,) which image in 0..B-1 each row is of, labels (N,) or None) -> (N,).
+    All k B starts are fitted for the first quarter of the steps, then only each image's best (by
+    ``latent_objective``) for the rest: most of the fit costs one start per image, not k.
+    """
+    B = len(z) // k
+    image = torch.arange(B, device=z.device)
+    if k > 1:
+
+        def every_start(z: Tensor) -> Tensor:
+            return data_term(z, image.repeat(k), labels)
+
+        z = fit_latent(every_start, z, steps=steps // 4, lr=lr)
+        with torch.no_grad():
+            objective = latent_objective(every_start, z)  # (k B,)
+        z, labels = best_of(z, objective, k), None if labels is None else best_of(labels, objective, k)
+        steps -= steps // 4
+
+    def best_start(z: Tensor) -> Tensor:
+        return data_term(z, image, labels)
+
+    return fit_latent(best_start, z, steps=steps, lr=lr), labels
 
 
 # ----------------------------------------------------------------------------- measuring a family

@@ -17,8 +17,8 @@ from genzoo.cli import main
 from genzoo.config import DataConfig
 from genzoo.evaluator import load_evaluator
 from genzoo.inpaint import (
-    best_of, bottom_half, fill_images, fit_latent, hide, inpainting_figure, inpainting_report, latent_objective,
-    make_mask, missing_mse, paste, random_patches,
+    best_of, bottom_half, fill_images, fit_best_latent, fit_latent, hide, inpainting_figure, inpainting_report,
+    latent_objective, make_mask, missing_mse, paste, random_patches,
 )  # fmt: skip
 from genzoo.model import GenerativeModel
 from genzoo.models.ddpm import DDPM, DDPMConfig
@@ -123,6 +123,25 @@ def test_best_of_picks_each_images_lowest_objective():
     candidates = torch.arange(6.0).view(6, 1)  # k = 3 blocks of B = 2: image 0 gets 0, 2, 4; image 1 gets 1, 3, 5
     objective = torch.tensor([5.0, 1.0, 0.5, 9.0, 7.0, 3.0])
     assert best_of(candidates, objective, 3).flatten().tolist() == [2.0, 1.0]
+
+
+def test_fit_best_latent_screens_every_start_then_fits_each_images_best():
+    """Two images, two labels each; label y puts image b's optimum at target[b, y]. The objective
+    50 (z - c)^2 + z^2 / 2 is lowest for the smaller |c|, at z = 100 c / 101."""
+    target = torch.tensor([[3.0, 0.5], [-0.2, 2.0]])  # (image, label)
+    rows = []
+
+    def data_term(z, image, y):
+        rows.append(len(z))
+        return 50 * (z[:, 0] - target[image, y]) ** 2
+
+    labels = torch.tensor([0, 0, 1, 1])  # k = 2 blocks of B = 2: block j fits every image with label j
+    z, y = fit_best_latent(data_term, torch.zeros(4, 1), labels, 2, steps=400, lr=0.05)
+    assert y.tolist() == [1, 0]
+    assert torch.allclose(z[:, 0], torch.tensor([0.5, -0.2]) * 100 / 101, atol=1e-3)
+    assert rows == [4] * 100 + [4] + [2] * 300  # a quarter of the steps for every start (and the pick)
+    z, y = fit_best_latent(data_term, torch.zeros(2, 1), torch.tensor([1, 0]), 1, steps=400, lr=0.05)
+    assert y.tolist() == [1, 0] and torch.allclose(z[:, 0], torch.tensor([0.5, -0.2]) * 100 / 101, atol=1e-3)
 
 
 @pytest.mark.parametrize("pixels", [DiscretizedLogistic(3), Categorical256(), Bernoulli(), PerChannel(Bernoulli(), 3)])

@@ -413,25 +413,25 @@ class GAN(GenerativeModel):
             z* = argmin_z  ||known * (G(z) - x)||^2 / (2 sigma^2) + ||z||^2 / 2
 
         (the known pixels read as G(z) plus Gaussian noise of standard deviation sigma, z ~ N(0, I)),
-        found by ``genzoo.inpaint.fit_latent`` (Adam) from ``restarts`` random z per image; each image
-        keeps its best. G has no encoder, and its objective has many local minima: restarts help.
+        found by Adam from ``restarts`` random z per image, all fitted for a quarter of the steps, then
+        only each image's best (``genzoo.inpaint.fit_best_latent``). G has no encoder to start from,
+        and the objective has many local minima: restarts help.
         steps, lr: Adam's steps and learning rate on z.
-        restarts: random starts per image (per class for a conditional G: the digit is not known, so
-            every class is tried, restarts * 10 fits per image, and the best fit picks the class too).
+        restarts: random starts per image; per class for a conditional G (the digit is not known, so
+            every class is tried, restarts * 10 starts per image, and the best fit picks the class too).
         sigma: the known pixels' noise, in [-1, 1] units: smaller trusts them more against the prior.
         Batch norm in G reads its running statistics only in eval mode (call ``.eval()``).
         """
-        from genzoo.inpaint import best_of, fit_latent, latent_objective, paste
+        from genzoo.inpaint import fit_best_latent, paste
 
-        B, k = len(x), restarts * max(1, self.num_classes)  # k candidates per image
+        B, k = len(x), restarts * max(1, self.num_classes)  # k starts per image
         classes = torch.arange(self.num_classes, device=self.device)
-        y = classes.repeat_interleave(B).repeat(restarts) if self.conditional else None  # (k B,)
-        xs, ks = x.repeat(k, 1, 1, 1), known.expand(B, 1, *x.shape[2:]).repeat(k, 1, 1, 1)  # (k B, ...)
+        labels = classes.repeat_interleave(B).repeat(restarts) if self.conditional else None  # (k B,)
+        known = known.expand(B, 1, *x.shape[2:])
 
-        def data_term(z: Tensor) -> Tensor:  # -log p(known pixels | z) up to a constant, (k B,)
-            return ((self.generator(z, y) - xs) ** 2 * ks).flatten(1).sum(1) / (2 * sigma**2)
+        def data_term(z: Tensor, image: Tensor, y: Tensor | None) -> Tensor:  # -log p(known | z) + const
+            return ((self.generator(z, y) - x[image]) ** 2 * known[image]).flatten(1).sum(1) / (2 * sigma**2)
 
-        z = fit_latent(data_term, self.noise(k * B, generator), steps=steps, lr=lr)
+        z, y = fit_best_latent(data_term, self.noise(k * B, generator), labels, k, steps=steps, lr=lr)
         with torch.no_grad():
-            fills = best_of(self.generator(z, y), latent_objective(data_term, z), k)  # (B, C, H, W)
-        return paste(x, fills, known)
+            return paste(x, self.generator(z, y), known)

@@ -282,22 +282,22 @@ class VAE(GenerativeModel):
         the missing pixels out of log p(x | z) is exact, not an approximation.
         steps, lr: Adam's steps and learning rate on z.
         A conditional model does not know the digit: z is fitted once per class and each image keeps
-        the class whose fit scores best (the MAP over z and the label, with a uniform prior on it).
+        the class whose fit scores best after a quarter of the steps (``fit_best_latent``): the MAP
+        over z and the label, with a uniform prior on the label, found greedily.
         The fill is deterministic: ``generator`` is not used.
         """
-        from genzoo.inpaint import best_of, fit_latent, hide, latent_objective, paste
+        from genzoo.inpaint import fit_best_latent, hide, paste
 
         B, k = len(x), max(1, self.num_classes)  # k candidate labels per image
-        y = torch.arange(k, device=self.device).repeat_interleave(B) if self.conditional else None  # (k B,)
-        xs, ks = x.repeat(k, 1, 1, 1), known.expand(B, 1, *x.shape[2:]).repeat(k, 1, 1, 1)  # (k B, ...)
+        labels = torch.arange(k, device=self.device).repeat_interleave(B) if self.conditional else None  # (k B,)
+        known = known.expand(B, 1, *x.shape[2:])
 
-        def data_term(z: Tensor) -> Tensor:  # -log p(known pixels | z), nats (k B,)
-            log_p = log_prob_per_pixel(self.pixels, self.decoder_params(z, y), xs)  # (k B, H, W)
-            return -(log_p * ks[:, 0]).flatten(1).sum(1)
+        def data_term(z: Tensor, image: Tensor, y: Tensor | None) -> Tensor:  # -log p(known pixels | z), nats
+            log_p = log_prob_per_pixel(self.pixels, self.decoder_params(z, y), x[image])  # (N, H, W)
+            return -(log_p * known[image, 0]).flatten(1).sum(1)  # (N,)
 
         with torch.no_grad():
-            z0 = self.encode(hide(xs, ks), y)[0]  # (k B, D) the encoder's mean of the masked image
-        z = fit_latent(data_term, z0, steps=steps, lr=lr)
+            z = self.encode(hide(x, known).repeat(k, 1, 1, 1), labels)[0]  # (k B, D) the encoder's means
+        z, y = fit_best_latent(data_term, z, labels, k, steps=steps, lr=lr)
         with torch.no_grad():
-            fills = best_of(self.decode(z, y), latent_objective(data_term, z), k)  # (B, C, H, W)
-        return paste(x, fills, known)
+            return paste(x, self.decode(z, y), known)
