@@ -415,7 +415,7 @@ class GAN(GenerativeModel):
         (the known pixels read as G(z) plus Gaussian noise of standard deviation sigma, z ~ N(0, I)),
         found by Adam from ``restarts`` random z per image, all fitted for a quarter of the steps, then
         only each image's best (``genzoo.inpaint.fit_best_latent``). G has no encoder to start from,
-        and the objective has many local minima: restarts help.
+        and the objective is not convex in z: a single start can stop in a poor local minimum.
         steps, lr: Adam's steps and learning rate on z.
         restarts: random starts per image; per class for a conditional G (the digit is not known, so
             every class is tried, restarts * 10 starts per image, and the best fit picks the class too).
