@@ -5,8 +5,8 @@
     genzoo sample RUN [-n N] [--out PATH] [--seed S] [--best] [--no-ema] [--OPTION VALUE ...]
     genzoo eval RUN [-n N] [--best] [--data-root DIR] [--log-prob KEY=VALUE ...] [--OPTION VALUE ...]
     genzoo compare RUN [RUN ...] [--out DIR] [-n N]
-    genzoo inpaint RUN [--mask bottom|patches] [-n N] [--out PATH] [--seed S] [--best] [KEY=VALUE ...]
     genzoo compare --train --minutes M [--out DIR] [--families vae,lm,...]
+    genzoo inpaint RUN [--mask bottom|patches] [-n N] [--out PATH] [--seed S] [--best] [KEY=VALUE ...]
     genzoo list
     genzoo data [--data-root DIR]
 
