@@ -1,4 +1,4 @@
-"""The ``genzoo`` command: train, sample, eval, compare, anomaly, synthetic, list, data.
+"""The ``genzoo`` command: train, sample, eval, compare, anomaly, inpaint, synthetic, list, data.
 
     genzoo train CONFIG [--set section.key=value ...] [--out DIR] [--data-root DIR]
     genzoo train --resume RUN [--set ...]
@@ -8,11 +8,13 @@
     genzoo compare RUN [RUN ...] [--out DIR] [-n N]
     genzoo anomaly RUN --ood DATASET [-n N] [--out PNG] [--data-root DIR] [--option KEY=VALUE ...]
     genzoo compare --train --minutes M [--out DIR] [--families vae,lm,...]
+    genzoo inpaint RUN [--mask bottom|patches] [-n N] [--out PATH] [--seed S] [--best] [KEY=VALUE ...]
     genzoo list
     genzoo data [--data-root DIR]
 
 Family sampling options are passed through by name (``--prompt "ROMEO:"``, ``--temperature 0.8``)
-and checked against the family's ``sample`` signature.
+and checked against the family's ``sample`` signature; ``inpaint``'s options (``steps=25 resample=4``)
+against its ``inpaint`` signature.
 """
 
 from __future__ import annotations
@@ -243,6 +245,42 @@ def cmd_compare(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_inpaint(argv: Sequence[str]) -> int:
+    from genzoo.inpaint import MASKS, inpaint_test_digits, report_lines
+    from genzoo.model import GenerativeModel
+    from genzoo.sources import load_data
+
+    parser = argparse.ArgumentParser(prog="genzoo inpaint", description="Fill the missing part of test digits: "
+                                     "prints the numbers, writes a figure and the numbers beside it (.json).")
+    parser.add_argument("run", help="a run folder written by `genzoo train` (an image family)")
+    parser.add_argument("options", nargs="*", metavar="KEY=VALUE", help="options of the family's inpaint (steps=50)")
+    parser.add_argument("--mask", choices=MASKS, default="bottom",
+                        help="bottom: the bottom half missing; patches: two random 10x10 holes on the digit")
+    parser.add_argument("-n", type=int, default=100, help="test images to fill (the classes in turn)")
+    parser.add_argument("--out", help="the figure (default: RUN/inpaint_MASK.png); the .json goes beside it")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the masks and the fills")
+    parser.add_argument("--best", action="store_true", help="use best.pt instead of last.pt")
+    parser.add_argument("--batch-size", type=int, default=100, help="images per inpaint call")
+    parser.add_argument("--data-root", help="dataset folder (default: $GENZOO_DATA, then ~/.cache/genzoo)")
+    args = parser.parse_intermixed_args(argv)  # options may come before or after the flags
+    model, cfg, _ = load_model(args.run, "best" if args.best else "last")
+    if type(model).inpaint is GenerativeModel.inpaint:
+        raise ConfigError(f"the {cfg.family} family does not inpaint; the image families do")
+    options = parse_key_values(args.options, "genzoo inpaint RUN")
+    check_options(model.inpaint, options, "inpainting option ")
+    model.to(pick_device(cfg.train.device))
+    run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
+    figure = Path(args.out) if args.out else run_dir / f"inpaint_{args.mask}.png"
+    report = inpaint_test_digits(
+        model, load_data(cfg.data, args.data_root), mask=args.mask, n=args.n, seed=args.seed,
+        batch_size=args.batch_size, figure=figure, **options,
+    )  # fmt: skip
+    figure.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    print(report_lines(report))
+    print(f"figure: {figure}\nreport: {figure.with_suffix('.json')}")
+    return 0
+
+
 def train_defaults(families: list[str], minutes: float, out: Path, data_root: str | None) -> list[Path]:
     """Train each family's default config for ``minutes`` (or its max_steps, if sooner) into out/<family>."""
     from genzoo.models import FAMILIES
@@ -287,7 +325,7 @@ def cmd_data(argv: Sequence[str]) -> int:
 
 COMMANDS = {
     "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "compare": cmd_compare,
-    "anomaly": cmd_anomaly, "synthetic": cmd_synthetic,
+    "anomaly": cmd_anomaly, "inpaint": cmd_inpaint, "synthetic": cmd_synthetic,
     "list": cmd_list, "data": cmd_data,
 }
 

@@ -117,10 +117,12 @@ def fill_dataclass(cls: type, table: dict[str, Any], section: str) -> Any:
 
 
 def check_options(fn: Callable, options: dict[str, Any], where: str) -> None:
-    """Fail in one line if ``options`` holds a keyword that ``fn`` (a family's ``sample``) does not take."""
+    """Fail in one line if ``options`` holds a keyword that ``fn`` (a family's ``sample``) does not take.
+
+    Options are the parameters with a default, but the generator: not ``n``, ``x`` or ``known``."""
     params = inspect.signature(fn).parameters
     kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    valid = [k for k, p in params.items() if p.kind in kinds and k not in ("self", "n", "generator")]
+    valid = [k for k, p in params.items() if p.kind in kinds and p.default is not p.empty and k != "generator"]
     for key in options:
         if key not in valid:
             raise _unknown_key(key, valid, where)

@@ -7,6 +7,8 @@ A family is an ``nn.Module`` that wraps its networks (``VAE(encoder, decoder)``,
 - ``training_step(batch, optimizers, step, clip)``: one update (default: ``loss`` + ``optimize``);
 - ``sample(n, *, generator=None, **options)``: new data, options documented per family;
 - ``log_prob(x)``: nats per example of the discrete data, where the family has a likelihood.
+- ``inpaint(x, known, *, generator=None, **options)``: x's known pixels kept exactly, the rest filled
+  (image families; ``genzoo/inpaint.py``).
 
 The trainer only ever calls these methods, so it never needs to know which family it is training.
 Grad mode is each family's business: nothing here is decorated with ``torch.no_grad``.
@@ -125,6 +127,13 @@ class GenerativeModel(nn.Module):
     def trajectory(self, n: int, **options: Any) -> Iterator[Tensor]:
         """Intermediate states of sampling (x_t, an SGLD chain, tokens so far), where a family has them."""
         raise NotImplementedError(f"{self.family} has no sampling trajectory")
+
+    def inpaint(
+        self, x: Tensor, known: Tensor, *, generator: torch.Generator | None = None, **options: Any
+    ) -> Tensor:
+        """Images like ``x`` (B, C, H, W) whose ``known`` pixels (bool, broadcast to x) are x's exactly and
+        the rest filled by the model (``genzoo/inpaint.py``); image families only."""
+        raise NotImplementedError(f"{self.family} does not inpaint: the image families do")
 
     def log_prob(self, x: Tensor) -> Tensor:
         """(B,) log-likelihood in nats per example of the discrete data (8-bit images or token ids)."""

@@ -193,3 +193,14 @@ def discretized_gaussian_log_likelihood(x0: Tensor, mean: Tensor, std: Tensor) -
     log_sf_l, log_sf_u = torch.special.log_ndtr(-lower), torch.special.log_ndtr(-upper)
     right_tail = log_sf_l + log1mexp(log_sf_u - log_sf_l)  # log(Phi(-l) - Phi(-u)), the same mass
     return torch.where(upper + lower < 0, left_tail, right_tail)
+
+
+def log_prob_per_pixel(
+    pixels: DiscretizedLogistic | Categorical256 | Bernoulli | PerChannel, params: Tensor, x: Tensor
+) -> Tensor:
+    """log p of each pixel (B, H, W), its channels summed, where ``pixels.log_prob`` sums over the image:
+    the pixels are independent given the parameters, so each is scored as a 1x1 image of its own."""
+    B, P, H, W = params.shape
+    one_by_one = params.permute(0, 2, 3, 1).reshape(B * H * W, P, 1, 1)  # (B H W, P, 1, 1)
+    values = x.permute(0, 2, 3, 1).reshape(B * H * W, x.shape[1], 1, 1)  # (B H W, C, 1, 1)
+    return pixels.log_prob(one_by_one, values).view(B, H, W)

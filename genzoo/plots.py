@@ -118,3 +118,22 @@ def score_histograms(
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return Path(path)
+
+
+def labelled_rows(rows: dict[str, Tensor], path: str | Path, scale: float = 0.5) -> Path:
+    """One row of images in [-1, 1] (n, C, H, W) per entry of ``rows``, its name written at its left;
+    ``scale`` inches per image."""
+    from torchvision.utils import make_grid
+
+    n = max(len(x) for x in rows.values())
+    fig = Figure(figsize=(scale * n + 1.2, scale * len(rows) + 0.2))
+    for ax, (name, x) in zip(fig.subplots(len(rows), 1, squeeze=False)[:, 0], rows.items()):
+        grid = make_grid(x.detach().cpu().float().clamp(-1, 1), nrow=n, padding=1, pad_value=1,
+                         normalize=True, value_range=(-1, 1))
+        ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return Path(path)

@@ -380,3 +380,79 @@ class DDPM(GenerativeModel):
         x0_hat = self.schedule.predict_x0(x1, t, self.eps(x1, t, y))  # mu_theta(x_1, 1), Ho et al. 2020, eq. 11
         std = self.schedule.betas[1].sqrt()
         return discretized_gaussian_log_likelihood(x0, x0_hat, std).flatten(1).sum(1)  # Ho et al. 2020, eq. 13
+
+    # ------------------------------------------------------------------------- inpainting
+    def inpaint(
+        self,
+        x: Tensor,
+        known: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        steps: int = 25,
+        resample: int = 4,
+        eta: float = 1.0,
+        clip: bool = True,
+    ) -> Tensor:
+        """Images (B, C, H, W) in [-1, 1] whose ``known`` pixels (bool, broadcast to x) are x's exactly
+        and the rest filled by RePaint (Lugmayr et al. 2022, Algorithm 1; ``inpaint_trajectory``).
+
+        steps: reverse steps, evenly spaced over T..0 as DDIM's (``NoiseSchedule.timesteps``).
+        resample: U, the reverse steps taken from each time t to the next s: after each but the last
+            the state jumps back from s to t by forward noise (``jump_back``), so the unknown region
+            is denoised again in agreement with the known one. A fill costs (steps - 1) * U + 1
+            network passes; U = 1 is plain replacement of the known region.
+        eta: the DDIM step's noise; 1 (the default) is the ancestral step for steps = T, which
+            RePaint uses; 0 leaves only the jumps' noise.
+        clip: clip each step's x0_hat to [-1, 1].
+        A conditional model is run without a label (its "no label" class): the digit is not known.
+        """
+        for xt in self.inpaint_trajectory(
+            x, known, generator=generator, steps=steps, resample=resample, eta=eta, clip=clip
+        ):
+            pass
+        return torch.where(known, x, xt)  # the known pixels, exactly (x_0's known region already is x's)
+
+    def inpaint_trajectory(
+        self,
+        x: Tensor,
+        known: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        steps: int = 25,
+        resample: int = 4,
+        eta: float = 1.0,
+        clip: bool = True,
+    ) -> Iterator[Tensor]:
+        """Yield x_T, then every state RePaint visits (jumps back included) down to x_0; options as in ``inpaint``."""
+        times = self.schedule.timesteps(steps)
+        xt = torch.randn(x.shape, generator=generator, device=self.device)  # x_T
+        yield xt
+        for t, s in zip(times[:-1], times[1:]):
+            for u in range(resample if s > 0 else 1):  # no jump back from x_0 (Alg. 1: t > 1)
+                xs = self.repaint_step(xt, t, s, x, known, generator, eta, clip)
+                yield xs
+                if u < resample - 1 and s > 0:
+                    xt = self.jump_back(xs, s, t, generator)  # Lugmayr et al. 2022, Alg. 1, line 9
+                    yield xt
+            xt = xs
+
+    def repaint_step(
+        self, xt: Tensor, t: int, s: int, x0: Tensor, known: Tensor,
+        generator: torch.Generator | None = None, eta: float = 1.0, clip: bool = True,
+    ) -> Tensor:  # fmt: skip
+        """x_t -> x_s (s < t): the known region drawn from q(x_s | x_0) of the known image, the unknown
+        region by the model's reverse step (Lugmayr et al. 2022, Algorithm 1, lines 4-8)."""
+        eps_known = torch.randn(x0.shape, generator=generator, device=self.device)
+        x_known = self.schedule.q_sample(x0, s, eps_known)  # Lugmayr et al. 2022, Alg. 1, line 5
+        with torch.no_grad():
+            eps = self.eps(xt, torch.full((len(xt),), t, device=self.device))  # no label: unconditional
+        noise = torch.randn(x0.shape, generator=generator, device=self.device)
+        x_unknown = self.schedule.ddim_step(xt, t, s, eps, noise, eta, clip)  # Alg. 1, lines 6-7
+        return torch.where(known, x_known, x_unknown)  # Lugmayr et al. 2022, Alg. 1, line 8
+
+    def jump_back(self, xs: Tensor, s: int, t: int, generator: torch.Generator | None = None) -> Tensor:
+        """x_s -> x_t (t > s) by the forward process, q(x_t | x_s) = N(sqrt(a) x_s, (1 - a) I) with
+        a = alpha_bar_t / alpha_bar_s: eq. 2 of Ho et al. 2020 composed over the steps s+1..t."""
+        a = self.schedule.alpha_bar[t] / self.schedule.alpha_bar[s]
+        noise = torch.randn(xs.shape, generator=generator, device=xs.device)
+        return a.sqrt() * xs + (1 - a).sqrt() * noise  # Lugmayr et al. 2022, Alg. 1, line 9

@@ -346,6 +346,65 @@ class EBM(GenerativeModel):
         training pushes the data's energy down, so a high energy is unusual (Du & Mordatch 2019, sec. 4.3)."""
         return self.energy(x)
 
+    # ------------------------------------------------------------------------- inpainting
+    def inpaint(
+        self,
+        x: Tensor,
+        known: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        mcmc_steps: int = 200,
+        step_size: float = -1.0,
+        noise: float = -1.0,
+        start: str = "noise",
+    ) -> Tensor:
+        """Images (B, C, H, W) whose ``known`` pixels (bool, broadcast to x) are x's exactly and the rest
+        filled by Langevin dynamics on the unknown pixels only (``inpaint_trajectory``).
+
+        Holding the known pixels fixed and moving the others by SGLD on E samples p(x_unknown | x_known),
+        which is proportional to exp(-E(x)) with the known pixels in place: no normalizer is needed.
+        mcmc_steps: Langevin steps (the training chains take ``sgld_steps``, from the replay buffer;
+            starting from scratch needs more).
+        step_size, noise: SGLD's step and noise; negative (the default): the training values.
+        start: where the unknown pixels start: "noise", uniform like a restarted training chain, or
+            "background", all -1 (blank).
+        A conditional model uses its label-free energy (see ``energy``): the digit is not known.
+        """
+        for state in self.inpaint_trajectory(
+            x, known, generator=generator, mcmc_steps=mcmc_steps, step_size=step_size, noise=noise, start=start
+        ):
+            pass
+        return state
+
+    def inpaint_trajectory(
+        self,
+        x: Tensor,
+        known: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        mcmc_steps: int = 200,
+        step_size: float = -1.0,
+        noise: float = -1.0,
+        start: str = "noise",
+    ) -> Iterator[Tensor]:
+        """Yield the starting images, then the images after each masked SGLD step; options as in ``inpaint``."""
+        if start not in ("noise", "background"):
+            raise ValueError(f"start must be 'noise' or 'background', got {start!r}")
+        step_size = self.step_size if step_size < 0 else step_size
+        noise = self.noise if noise < 0 else noise
+        begin = self.replay.uniform_noise(len(x), generator) if start == "noise" else torch.full_like(x, -1.0)
+        state = torch.where(known, x, begin)
+        yield state
+        for _ in range(mcmc_steps):
+            state = self.masked_langevin_step(state, known, step_size, noise, generator)
+            yield state
+
+    def masked_langevin_step(
+        self, x: Tensor, known: Tensor, step_size: float, noise: float, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """One SGLD step of the unknown pixels, with E's gradient at the whole image; the known ones stay."""
+        return torch.where(known, x, self.langevin_step(x, None, step_size, noise, generator)).detach()
+
 
 # ----------------------------------------------------------------------------- out-of-distribution scores
 

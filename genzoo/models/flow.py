@@ -569,3 +569,40 @@ class Flow(GenerativeModel):
             return y
         k = (y * LEVELS).floor().clamp(0, LEVELS - 1)
         return k / 127.5 - 1
+
+    # ------------------------------------------------------------------------- inpainting
+    def inpaint(
+        self,
+        x: Tensor,
+        known: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        steps: int = 100,
+        lr: float = 0.05,
+        sigma: float = 0.1,
+    ) -> Tensor:
+        """8-bit images (B, C, H, W) whose ``known`` pixels (bool, broadcast to x) are x's exactly, and
+        the rest decoded from the MAP latent of the known pixels, as for the VAE and the GAN:
+
+            z* = argmin_z  ||known * (f^{-1}(z) - x)||^2 / (2 sigma^2) + ||z||^2 / 2
+
+        found by ``genzoo.inpaint.fit_latent`` from z = 0, the flow's most typical latent (its
+        temperature-0 sample). Why z and not x: every z decodes to an image and the prior keeps z
+        typical, whereas ascending log p(x) over the missing pixels follows the density's gradient
+        in pixel space. Tried on 20 bottom-half test digits with a 400-step MNIST flow (200 Adam steps
+        each way), ascent from mid-grey left black fills with a line of artefacts (missing_mse 0.17)
+        and from noise kept the noise (0.39), while z from 0 gave 0.10, and encode(x) with the
+        missing pixels black stayed at the black fill (0.11, as leaving them black).
+        steps, lr: Adam's steps and learning rate on z.
+        sigma: the known pixels' noise in [-1, 1] units: smaller holds them more firmly against the prior.
+        The fill is deterministic: ``generator`` is not used.
+        """
+        from genzoo.inpaint import fit_latent, paste
+
+        def data_term(z: Tensor) -> Tensor:  # (B,) squared error on the known pixels
+            y, _ = self.layers.inverse(z)  # in (0, 1)
+            x_hat = (LEVELS * y - 0.5) / 127.5 - 1  # the continuous decode: bin centres to levels
+            return ((x_hat - x) ** 2 * known).flatten(1).sum(1) / (2 * sigma**2)
+
+        z = fit_latent(data_term, torch.zeros_like(x), steps=steps, lr=lr)  # z has x's shape
+        return paste(x, self.decode(z), known)

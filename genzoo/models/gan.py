@@ -405,3 +405,44 @@ class GAN(GenerativeModel):
             return -self.discriminator(x)
         logits = [self.discriminator(x, torch.full((len(x),), c, device=x.device)) for c in range(self.num_classes)]
         return -torch.stack(logits, dim=1).amax(dim=1)  # (B,)
+
+    # ------------------------------------------------------------------------- inpainting
+    def inpaint(
+        self,
+        x: Tensor,
+        known: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        steps: int = 100,
+        lr: float = 0.1,
+        restarts: int = 2,
+        sigma: float = 0.1,
+    ) -> Tensor:
+        """Images (B, C, H, W) whose ``known`` pixels (bool, (B, 1, H, W) or broadcastable) are x's
+        exactly, and the rest G(z*) at the MAP latent of the known pixels (Bora et al. 2017):
+
+            z* = argmin_z  ||known * (G(z) - x)||^2 / (2 sigma^2) + ||z||^2 / 2
+
+        (the known pixels read as G(z) plus Gaussian noise of standard deviation sigma, z ~ N(0, I)),
+        found by Adam from ``restarts`` random z per image, all fitted for a quarter of the steps, then
+        only each image's best (``genzoo.inpaint.fit_best_latent``). G has no encoder to start from,
+        and the objective is not convex in z: a single start can stop in a poor local minimum.
+        steps, lr: Adam's steps and learning rate on z.
+        restarts: random starts per image; per class for a conditional G (the digit is not known, so
+            every class is tried, restarts * 10 starts per image, and the best fit picks the class too).
+        sigma: the known pixels' noise, in [-1, 1] units: smaller trusts them more against the prior.
+        Batch norm in G reads its running statistics only in eval mode (call ``.eval()``).
+        """
+        from genzoo.inpaint import fit_best_latent, paste
+
+        B, k = len(x), restarts * max(1, self.num_classes)  # k starts per image
+        classes = torch.arange(self.num_classes, device=self.device)
+        labels = classes.repeat_interleave(B).repeat(restarts) if self.conditional else None  # (k B,)
+        known = known.expand(B, 1, *x.shape[2:])
+
+        def data_term(z: Tensor, image: Tensor, y: Tensor | None) -> Tensor:  # -log p(known | z) + const
+            return ((self.generator(z, y) - x[image]) ** 2 * known[image]).flatten(1).sum(1) / (2 * sigma**2)
+
+        z, y = fit_best_latent(data_term, self.noise(k * B, generator), labels, k, steps=steps, lr=lr)
+        with torch.no_grad():
+            return paste(x, self.generator(z, y), known)

@@ -76,7 +76,7 @@ from torch import Tensor, nn
 from genzoo.errors import ConfigError
 from genzoo.model import Batch, GenerativeModel, cycle_labels
 from genzoo.nn import ConvDecoder, ConvEncoder
-from genzoo.pixels import Bernoulli, Categorical256, DiscretizedLogistic, PerChannel
+from genzoo.pixels import Bernoulli, Categorical256, DiscretizedLogistic, PerChannel, log_prob_per_pixel
 from genzoo.specs import ImageSpec
 
 
@@ -261,3 +261,43 @@ class VAE(GenerativeModel):
         ys = None if y is None else y.repeat(m)
         log_px = self.pixels.log_prob(self.decoder_params(z.reshape(m * B, D), ys), xs).view(m, B)
         return (log_px + log_prior - log_q).T  # (B, m)
+
+    # ------------------------------------------------------------------------- inpainting
+    def inpaint(
+        self,
+        x: Tensor,
+        known: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        steps: int = 200,
+        lr: float = 0.05,
+    ) -> Tensor:
+        """Images (B, C, H, W) whose ``known`` pixels (bool, (B, 1, H, W) or broadcastable) are x's
+        exactly, and the rest the decoder's mean image at the MAP latent of the known pixels:
+
+            z* = argmax_z  sum_{known pixels i} log p(x_i | z) + log N(z; 0, I)
+
+        found by ``genzoo.inpaint.fit_latent`` (Adam) from the encoder's mean of x with its missing
+        pixels set to the background. The decoder scores every pixel on its own given z, so leaving
+        the missing pixels out of log p(x | z) is exact, not an approximation.
+        steps, lr: Adam's steps and learning rate on z.
+        A conditional model does not know the digit: z is fitted once per class and each image keeps
+        the class whose fit scores best after a quarter of the steps (``fit_best_latent``): the MAP
+        over z and the label, with a uniform prior on the label, found greedily.
+        The fill is deterministic: ``generator`` is not used.
+        """
+        from genzoo.inpaint import fit_best_latent, hide, paste
+
+        B, k = len(x), max(1, self.num_classes)  # k candidate labels per image
+        labels = torch.arange(k, device=self.device).repeat_interleave(B) if self.conditional else None  # (k B,)
+        known = known.expand(B, 1, *x.shape[2:])
+
+        def data_term(z: Tensor, image: Tensor, y: Tensor | None) -> Tensor:  # -log p(known pixels | z), nats
+            log_p = log_prob_per_pixel(self.pixels, self.decoder_params(z, y), x[image])  # (N, H, W)
+            return -(log_p * known[image, 0]).flatten(1).sum(1)  # (N,)
+
+        with torch.no_grad():
+            z = self.encode(hide(x, known).repeat(k, 1, 1, 1), labels)[0]  # (k B, D) the encoder's means
+        z, y = fit_best_latent(data_term, z, labels, k, steps=steps, lr=lr)
+        with torch.no_grad():
+            return paste(x, self.decode(z, y), known)
