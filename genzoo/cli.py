@@ -4,17 +4,17 @@
     genzoo train --resume RUN [--set ...]
     genzoo sample RUN [-n N] [--out PATH] [--seed S] [--best] [--no-ema] [--OPTION VALUE ...]
     genzoo eval RUN [-n N] [--best] [--data-root DIR] [--log-prob KEY=VALUE ...] [--OPTION VALUE ...]
-    genzoo synthetic RUN [-n N] [--seed S] [--augment-real N] [--classifier-steps N] [--out PATH] [--OPTION VALUE ...]
     genzoo compare RUN [RUN ...] [--out DIR] [-n N]
-    genzoo anomaly RUN --ood DATASET [-n N] [--out PNG] [--data-root DIR] [--option KEY=VALUE ...]
     genzoo compare --train --minutes M [--out DIR] [--families vae,lm,...]
+    genzoo anomaly RUN --ood DATASET [-n N] [--out PNG] [--data-root DIR] [KEY=VALUE ...]
     genzoo inpaint RUN [--mask bottom|patches] [-n N] [--out PATH] [--seed S] [--best] [KEY=VALUE ...]
+    genzoo synthetic RUN [-n N] [--seed S] [--augment-real N] [--classifier-steps N] [--out PATH] [--OPTION VALUE ...]
     genzoo list
     genzoo data [--data-root DIR]
 
 Family sampling options are passed through by name (``--prompt "ROMEO:"``, ``--temperature 0.8``)
 and checked against the family's ``sample`` signature; ``inpaint``'s options (``steps=25 resample=4``)
-against its ``inpaint`` signature.
+against its ``inpaint`` signature, and ``anomaly``'s (``timesteps=10``) against the family's score.
 """
 
 from __future__ import annotations
@@ -147,11 +147,11 @@ def cmd_anomaly(argv: Sequence[str]) -> int:
     parser.add_argument("--best", action="store_true", help="use best.pt instead of last.pt")
     parser.add_argument("--out", help="the histogram figure (default: RUN/anomaly_<ood>.png)")
     parser.add_argument("--data-root", help="dataset folder (default: $GENZOO_DATA, then ~/.cache/genzoo)")
-    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="an option of the family's score, e.g. --option timesteps=10 (DDPM) or k=10 (VAE)")
-    args = parser.parse_args(argv)
+    parser.add_argument("options", nargs="*", metavar="KEY=VALUE",
+                        help="options of the family's score: timesteps=10 (DDPM), k=10 (VAE)")
+    args = parser.parse_intermixed_args(argv)  # options may come before or after the flags
     report = anomaly_run(args.run, args.ood, n=args.n, which="best" if args.best else "last",
-                         data_root=args.data_root, **parse_key_values(args.option, "--option"))
+                         data_root=args.data_root, **parse_key_values(args.options, "genzoo anomaly RUN"))
     scores = report.pop("scores")
     print(f"{report['family']} trained on {report['dataset']}, outliers {report['ood']}: "
           f"{report['n_in']:,} + {report['n_out']:,} examples")

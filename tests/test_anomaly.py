@@ -149,7 +149,7 @@ def test_genzoo_anomaly_on_a_trained_run(tmp_path, capsys):
     except DataError as err:
         pytest.skip(str(err))
     capsys.readouterr()
-    assert main(["anomaly", str(run), "--ood", "fashion_mnist", "-n", "40", "--option", "k=2"]) == 0
+    assert main(["anomaly", str(run), "--ood", "fashion_mnist", "-n", "40", "k=2"]) == 0
     out = capsys.readouterr().out
     assert "AUROC" in out and "complexity-corrected" in out and (run / "anomaly_fashion_mnist.png").is_file()
 
