@@ -166,6 +166,38 @@ def measure_synthetic(runs: Path, data_root: str | None) -> dict[str, Any]:
     return results
 
 
+def _cell(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_tables(record: dict[str, Any]) -> str:
+    """The record as docs/applications.md's tables: one row per family, the baselines as their own rows."""
+    anomaly, inpainting, synthetic = record["anomaly"], record["inpainting"], record["synthetic"]
+    lines = ["| family | AUROC, trained on MNIST (FashionMNIST outliers) | AUROC, trained on FashionMNIST (MNIST "
+             "outliers) | the same, complexity-corrected | inpainting agreement, bottom half | missing-pixel MSE | "
+             "agreement, patches | ms per fill | CAS / real |", "|---" * 9 + "|"]
+    for family in ANOMALY:
+        forward, backward = anomaly[family]["mnist_vs_fashion_mnist"], anomaly[family]["fashion_mnist_vs_mnist"]
+        bottom, patches = inpainting[family]["bottom"], inpainting[family]["patches"]
+        cas = synthetic.get(family)
+        lines.append(f"| {family} | {_cell(forward['auroc'])} | {_cell(backward['auroc'])} | "
+                     f"{_cell(backward.get('corrected_auroc'))} | {_cell(bottom['agreement'])} | "
+                     f"{_cell(bottom['missing_mse'], 4)} | {_cell(patches['agreement'])} | "
+                     f"{bottom['ms_per_image']:.1f} | {_cell(cas and cas['ratio'])} |")
+    forward, backward = anomaly["flow"]["mnist_vs_fashion_mnist"], anomaly["flow"]["fashion_mnist_vs_mnist"]
+    bottom, patches = inpainting["vae"]["bottom"]["references"], inpainting["vae"]["patches"]["references"]
+    lines.append(f"| *independent pixels* | {_cell(forward['baseline']['auroc'])} | {_cell(backward['baseline']['auroc'])} | "
+                 f"{_cell(backward['baseline']['corrected_auroc'])} | | | | | |")
+    lines.append(f"| *PNG code length alone* | {_cell(forward['png_bits_auroc'])} | {_cell(backward['png_bits_auroc'])} | "
+                 "| | | | | |")
+    for name in bottom:
+        lines.append(f"| *fill: {name}* | | | | {_cell(bottom[name]['agreement'])} | "
+                     f"{_cell(bottom[name]['missing_mse'], 4)} | {_cell(patches[name]['agreement'])} | | |")
+    real = synthetic["real"]
+    lines.append(f"| *real digits* | | | | | | | | 1 ({_cell(real['real'])} accuracy) |")
+    return "\n".join(lines)
+
+
 MEASURES = {
     "anomaly": measure_anomaly,
     "inpainting": measure_inpainting,
@@ -178,12 +210,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", default=str(ROOT / "runs" / "applications"), help="where the runs live")
     parser.add_argument("--only", default=",".join(RUNS), help="comma-separated names of RUNS to train")
     parser.add_argument("--train-only", action="store_true", help="train the runs, measure nothing")
+    parser.add_argument("--table", action="store_true", help="print the recorded tables as markdown, measure nothing")
     parser.add_argument("--parts", default=",".join(MEASURES), help="what to measure (each replaces its part "
                         "of an existing record)")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "applications.json"))
     parser.add_argument("--figures", default=str(ROOT / "docs"), help="where the figures go")
     parser.add_argument("--data-root", help="dataset folder (default: $GENZOO_DATA, then ~/.cache/genzoo)")
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown_tables(json.loads(Path(args.json).read_text())))
+        return 0
     train_runs(Path(args.runs), args.only.split(","), args.data_root)
     if args.train_only:
         return 0
