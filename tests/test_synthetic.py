@@ -15,7 +15,7 @@ from genzoo.model import GenerativeModel
 from genzoo.pixels import from_uint8
 from genzoo.sources import shipped_mnist
 from genzoo.synthetic import (
-    ClassifierTraining, balanced_subset, classification_accuracy_score, labelled_samples, real_baselines,
+    ClassifierTraining, augmented, balanced_subset, classification_accuracy_score, labelled_samples, real_baselines,
     train_classifier,
 )
 from helpers import CONFIGS, FAST  # tests/helpers.py
@@ -152,6 +152,17 @@ def test_balanced_subset_takes_the_same_number_of_each_class():
     assert not torch.equal(index, balanced_subset(labels, 60, seed=2))
     with pytest.raises(ConfigError, match="multiple of 3"):
         balanced_subset(labels, 61)
+
+
+def test_the_augmented_set_weighs_real_and_synthetic_equally():
+    real = torch.zeros(100, 1, 28, 28, dtype=torch.uint8), torch.arange(100) % 10
+    synthetic = torch.full((2000, 1, 28, 28), 255, dtype=torch.uint8), torch.arange(2000) % 10
+    subset = balanced_subset(real[1], 50)
+    x, y = augmented(real, subset, synthetic)
+    is_real = x[:, 0, 0, 0] == 0
+    assert is_real.sum() == 2000 and len(x) == 4000
+    assert torch.equal(torch.bincount(y[is_real]), torch.full((10,), 200))  # each real digit 40 times
+    assert torch.equal(x[~is_real], synthetic[0]) and torch.equal(y[~is_real], synthetic[1])
 
 
 def test_training_is_repeatable_and_leaves_the_global_random_state_alone(digits):
