@@ -13,7 +13,7 @@
     genzoo data [--data-root DIR]
 
 Family sampling options are passed through by name (``--prompt "ROMEO:"``, ``--temperature 0.8``)
-and checked against the family's ``sample`` signature; ``inpaint``'s options (``steps=25 resample=4``)
+and checked against the family's ``sample`` signature; ``inpaint``'s options (``steps=25 resample=10``)
 against its ``inpaint`` signature, and ``anomaly``'s (``timesteps=10``) against the family's score.
 """
 

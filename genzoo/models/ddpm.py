@@ -389,7 +389,7 @@ class DDPM(GenerativeModel):
         *,
         generator: torch.Generator | None = None,
         steps: int = 25,
-        resample: int = 4,
+        resample: int = 10,
         eta: float = 1.0,
         clip: bool = True,
     ) -> Tensor:
@@ -400,7 +400,8 @@ class DDPM(GenerativeModel):
         resample: U, the reverse steps taken from each time t to the next s: after each but the last
             the state jumps back from s to t by forward noise (``jump_back``), so the unknown region
             is denoised again in agreement with the known one. A fill costs (steps - 1) * U + 1
-            network passes; U = 1 is plain replacement of the known region.
+            network passes; U = 1 is plain replacement of the known region. The defaults, 241 passes
+            (U = 10 as in Lugmayr et al.), fill 100 digits in about 2 minutes on 2 CPU cores.
         eta: the DDIM step's noise; 1 (the default) is the ancestral step for steps = T, which
             RePaint uses; 0 leaves only the jumps' noise.
         clip: clip each step's x0_hat to [-1, 1].
@@ -419,7 +420,7 @@ class DDPM(GenerativeModel):
         *,
         generator: torch.Generator | None = None,
         steps: int = 25,
-        resample: int = 4,
+        resample: int = 10,
         eta: float = 1.0,
         clip: bool = True,
     ) -> Iterator[Tensor]:
