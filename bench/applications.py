@@ -229,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.json)
     for part in args.parts.split(","):  # each part lands in the record as soon as it is measured
         record = json.loads(out.read_text()) if out.is_file() else {}
-        record.update(new_record("applications", {"runs": args.runs, "budgets": {k: v[1] for k, v in RUNS.items()}}))
+        header = new_record("applications", {"runs": args.runs, "budgets": {k: v[1] for k, v in RUNS.items()}})
+        record.update(header)  # the header of the latest part; each part keeps its own under "parts"
+        record.setdefault("parts", {})[part] = {key: header[key] for key in ("date", "machine", "torch", "command")}
         record[part] = MEASURES[part](Path(args.runs), args.data_root, figures)
         write_record(record, out, f"{part} measured")
     return 0

@@ -61,7 +61,7 @@ if SHORT:  # a few steps of every run, into a folder of its own
 missing = [name for name in RUNS if not (RUN_DIR / name / "last.pt").is_file()]
 assert not missing, f"train the runs first: python bench/applications.py --train-only (missing: {missing})"
 N = 100 if SHORT else 500  # examples of each set per AUROC here; the benchmark uses 1,000
-print(f"runs from {RUN_DIR}; {N} examples per set")
+print(f"runs from {RUN_DIR.relative_to(ROOT)}; {N} examples per set")
 
 # %% [markdown]
 # ## 1. Anomaly detection: a score, and how well it separates
@@ -115,6 +115,10 @@ for family in ("flow", "vae", "ddpm"):
     print(f"{family:5s} FashionMNIST test {bpd['in']:.3f} bits/dim, MNIST {bpd['out']:.3f} bits/dim: {verdict}")
 
 # %% [markdown]
+# (The DDPM's numbers above 8 bits/dim, worse than a uniform guess over the 256 levels, are those of a
+# barely trained model, 300 and 500 steps of the default 4,000, with its bound estimated from 10
+# timesteps per image: read its rows as such.)
+#
 # Where the digits are likelier, $-\log p(x)$ calls the outliers the most usual inputs and its AUROC
 # falls below 0.5. The likelihood mostly measures how much there is to encode, and a digit is a few
 # strokes on flat black. Serrà et al. (2020) divide that out: a general-purpose lossless compressor
@@ -257,7 +261,7 @@ print(f"{score['augment_real']} real + {score['samples']:,} GAN digits:     {sco
 # ## 6. Every family, every use
 #
 # `python bench/applications.py` measures all of the above with more examples per number (1,000 per
-# set for most AUROCs, 200 digits per inpainting mask, 10,000 synthetic digits) and writes
+# set for most AUROCs, 200 digits per inpainting mask, 10,000 synthetic digits; the DDPM's fewer) and writes
 # `bench/results/applications.json`; `docs/applications.md` reads it. Here is its table, as recorded:
 
 # %%
