@@ -141,7 +141,7 @@ class LayerCache:
     def add(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Store the new tokens' k, v (B, H, T, d); return the window's keys and values (B, H, t, d)."""
         B, H, T, d = k.shape
-        if self.position and T > 1 or T > self.size:  # the causal mask is then not the plain is_causal
+        if (self.position and T > 1) or T > self.size:  # the mask would then not be the plain is_causal
             raise ValueError(f"a key-value cache takes at most {self.size} prompt tokens first, then one at a time")
         if self.keys is None:
             self.keys, self.values = k.new_empty(B, H, self.size, d), v.new_empty(B, H, self.size, d)
