@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import io
 import math
-import random
-import sysconfig
 import time
 from pathlib import Path
 from typing import Any
@@ -42,7 +40,9 @@ from genzoo.metrics import auroc
 from genzoo.model import GenerativeModel
 from genzoo.pixels import from_uint8
 from genzoo.runtime import pick_device
-from genzoo.sources import load_data
+from genzoo.sources import (  # python_source is also the "python" data set's, so it lives there
+    load_data, python_source,
+)
 from genzoo.specs import TextSpec
 
 
@@ -112,22 +112,6 @@ def bits_per_dim_mean(nll_nats: Tensor, images: Tensor) -> float:
 
 
 # ----------------------------------------------------------------------------- text
-
-
-def python_source(max_chars: int = 2_000_000, seed: int = 0) -> str:
-    """Python source from the standard library of the running interpreter (found on this machine,
-    nothing downloaded): whole ``.py`` files in a seeded random order until ``max_chars``."""
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    files = sorted(path for path in stdlib.glob("*.py"))
-    random.Random(seed).shuffle(files)
-    parts, total = [], 0
-    for path in files:
-        text = path.read_text(encoding="utf-8", errors="replace")
-        parts.append(text)
-        total += len(text)
-        if total >= max_chars:
-            break
-    return "".join(parts)[:max_chars]
 
 
 def in_vocabulary(text: str, spec: TextSpec) -> tuple[str, float]:

@@ -33,11 +33,12 @@ else:  # pragma: no cover - Python 3.10
 
 @dataclass
 class DataConfig:
-    name: str = "mnist"  # a name in genzoo.sources.LOADERS: mnist, fashion_mnist, cifar10, image_folder, ...
+    name: str = "mnist"  # a name in genzoo.sources.LOADERS: mnist, fashion_mnist, cifar10, image_folder, text, ...
     batch_size: int = 128
     block_size: int = 128  # text: characters of context per example
     download: bool = True  # try the network when the files are not on disk
-    path: str = ""  # image_folder: the folder of images (class sub-folders, or images directly in it)
+    path: str = ""  # image_folder: the folder of images (class sub-folders, or images directly in it);
+    # text: the UTF-8 text file. Both relative to the current folder, ~ expanded
     image_size: int = 32  # image_folder: shorter side resized to this, then centre-cropped to a square
     channels: int = 3  # image_folder: 3 reads every image as RGB, 1 as grey (L)
 

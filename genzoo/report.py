@@ -2,7 +2,8 @@
 
 ``evaluate_run`` writes ``eval.json`` into a run folder: sample quality through the shipped evaluator
 (MNIST and FashionMNIST images; for other images, CIFAR-10 or a user's folder, one line says why there is
-none), the likelihood on the held-out data where the family has one, and what the model costs.
+none), the likelihood on the held-out data where the family has one (text: beside a bigram table's), and
+what the model costs.
 Every image report carries its own floor (real training digits scored the same way) and ceilings
 (Gaussian noise, blank images), measured with the same number of samples, so a number can be read
 without knowing the metric. ``compare`` turns several reports into ``compare.md`` and ``compare.png``.
@@ -21,10 +22,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from genzoo.baselines import bigram_nats_per_char
 from genzoo.checkpoint import load_model
 from genzoo.config import check_options
 from genzoo.data import Data, ExampleData
-from genzoo.errors import CheckpointError
+from genzoo.errors import CheckpointError, DataError
 from genzoo.evaluator import evaluator_path, load_evaluator
 from genzoo.metrics import heldout_nll, image_metrics, mean_metrics, reference_points
 from genzoo.model import GenerativeModel
@@ -49,7 +51,8 @@ def evaluate_run(
 
     Images: ``n_samples`` samples (EMA weights when kept) scored against the whole test set, with floor
     and ceilings; the bound or exact bits/dim on the whole test set. Text: nats and bits per character
-    on the whole validation text, and the time to sample 1,000 characters.
+    on the whole validation text, a bigram table's beside them (``baseline``), and the time to sample
+    1,000 characters.
     """
     run = Path(run)
     if not (run / f"{which}.pt").is_file():
@@ -69,6 +72,9 @@ def evaluate_run(
         "control": {"conditional": model.conditional, "latent": model.latent, "likelihood": model.likelihood},
     }
     if isinstance(spec, TextSpec):
+        if data.spec != spec:  # a text file edited since training: its ids would mean other characters
+            raise DataError(f"the {cfg.data.name} data now has other characters than {run} was trained on: "
+                            "evaluate it on the text it was trained on")
         report.update(text_report(model, data, cfg.data.batch_size, options, generator, run))
     else:
         report.update(image_report(model, data, n_samples, options, generator, run))
@@ -160,9 +166,12 @@ def text_report(
     ids = model.sample(1, generator=generator, **{**options, "max_new_tokens": 1000})
     seconds = time.perf_counter() - started
     data.spec.save_samples(ids, run / "eval_samples")
+    bigram = bigram_nats_per_char(data.train_ids, data.val_ids, data.spec.vocab_size)  # what almost nothing achieves
     return {
         "likelihood": {"kind": model.likelihood, "nats_per_char": val["nats_per_char"],
                        "bits_per_char": val["bits_per_char"], "seconds": round(eval_seconds, 3)},
+        "baseline": {"model": "bigram table counted on the training text (genzoo.baselines)",
+                     "nats_per_char": bigram, "bits_per_char": bigram / math.log(2)},
         "sampling": {"characters": 1000, "seconds": round(seconds, 3), "seconds_per_1000_chars": seconds},
     }
 
@@ -189,7 +198,8 @@ def headline(report: dict[str, Any]) -> str:
         lines.append(f"  likelihood ({likelihood['kind']}): {likelihood['bits_per_dim']:.4f} bits/dim on "
                      f"{likelihood['examples']:,} test images")
     if "bits_per_char" in likelihood:
-        lines.append(f"  likelihood ({likelihood['kind']}): {likelihood['nats_per_char']:.4f} nats/char, "
+        bigram = f" (bigram baseline {report['baseline']['nats_per_char']:.4f})" if "baseline" in report else ""
+        lines.append(f"  likelihood ({likelihood['kind']}): {likelihood['nats_per_char']:.4f} nats/char{bigram}, "
                      f"{likelihood['bits_per_char']:.4f} bits/char on the validation text")
     if "ms_per_image" in sampling:
         lines.append(f"  sampling: {sampling['ms_per_image']:.2f} ms per image")

@@ -2,6 +2,7 @@
 
     python train/lm.py                                       # the shipped Shakespeare corpus
     python train/lm.py configs/lm_tinyshakespeare.toml       # char-rnn's tiny Shakespeare
+    python train/lm.py configs/lm_python.toml --prompt "def "  # Python's standard library (the code model)
     python train/lm.py --set train.max_minutes=1 --prompt "ROMEO:"
 """
 
