@@ -38,7 +38,7 @@ REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # The config `genzoo compare --train` trains for each family: the one its recipe in train/ uses.
 DEFAULT_CONFIGS = {
     "lm": "lm_shakespeare.toml", "vae": "vae_mnist.toml", "ddpm": "ddpm_mnist.toml",
-    "gan": "gan_mnist.toml", "flow": "flow_mnist.toml", "ebm": "ebm_mnist.toml",
+    "gan": "gan_mnist.toml", "flow": "flow_mnist.toml", "ebm": "ebm_mnist.toml", "pixel": "pixel_mnist.toml",
 }
 
 
