@@ -21,7 +21,8 @@ on the canvas a pixel is (MNIST's borders are always 0), as in Parmar et al. 201
 
 Grouped pixels (``group = g > 1``, a two-level exact factorisation in the manner of MEGABYTE,
 Yu et al. 2023): the global transformer runs over D/g tokens, token j holding the g pixels of patch
-j - 1 (g consecutive pixels of a row); its output h_j conditions a small local transformer that
+j - 1 (g consecutive pixels of a row, embedded as the sum of one table per pixel of the patch, the same
+as MEGABYTE's concatenation followed by a linear map); its output h_j conditions a small local transformer that
 predicts patch j's pixels one after the other,
 
     p(x) = prod_j prod_{k=1}^{g} p(x_{j,k} | x_{patches < j}, x_{j,<k})            (Yu et al. 2023, eq. 1-3)
@@ -101,9 +102,9 @@ def check_config(cfg: PixelTransformerConfig, spec: ImageSpec) -> None:
     if cfg.n_embd % cfg.n_head or (cfg.rotary and (cfg.n_embd // cfg.n_head) % 2):
         raise ConfigError(f"model.n_embd / model.n_head must be a whole (even, with rotary) number, "
                           f"got {cfg.n_embd} / {cfg.n_head}")
-    if cfg.group > 1 and (cfg.n_embd % cfg.group or cfg.local_embd % cfg.local_head or cfg.local_layers < 1):
-        raise ConfigError("with model.group > 1, model.n_embd must be a multiple of model.group, "
-                          "model.local_embd of model.local_head, and model.local_layers at least 1")
+    if cfg.group > 1 and (cfg.local_embd % cfg.local_head or cfg.local_layers < 1):
+        raise ConfigError("with model.group > 1, model.local_embd must be a multiple of model.local_head "
+                          "and model.local_layers at least 1")
     if cfg.conditional and spec.num_classes < 1:
         raise ConfigError(f"model.conditional = true needs labelled data; {spec.name} has no classes")
 
@@ -129,7 +130,8 @@ class PixelTransformer(GenerativeModel):
         g, C = cfg.group, cfg.n_embd
         self.n_tokens = H * W // g  # N: tokens of the global transformer
         self.num_classes = num_classes  # 0: unconditional
-        self.level_embedding = nn.Embedding(LEVELS, C // g)  # a patch's g pixels, side by side: C wide
+        self.level_embedding = nn.Embedding(g * LEVELS, C)  # a table per pixel of a patch, 256 rows each
+        self.register_buffer("offsets", torch.arange(g) * LEVELS, persistent=False)  # pixel k's rows start at k 256
         self.start_embedding = nn.Embedding(max(1, num_classes), C)  # token 256 (+ y); a table of its own
         if cfg.canvas:
             self.row_embedding = nn.Embedding(H, C)
@@ -179,19 +181,24 @@ class PixelTransformer(GenerativeModel):
         """Images (B, 1, H, W) in [-1, 1] -> their 8-bit levels in raster order, (B, D) int64."""
         return to_uint8(x).long().flatten(1)
 
-    def global_inputs(self, levels: Tensor, y: Tensor | None) -> Tensor:
-        """The global transformer's input (B, N, C): [start, patch 1, .., patch N-1] (+ canvas positions).
+    def global_inputs(self, levels: Tensor, y: Tensor | None, start: int = 0, stop: int = 0) -> Tensor:
+        """The global transformer's inputs [start token, patch 1, .., patch N-1] (+ canvas positions),
+        tokens start .. stop - 1 of them (default: all N): (B, stop - start, C).
 
-        levels: (B, D) or any longer prefix than the N - 1 patches read; token j holds patch j - 1, so the
-        last patch is never read (it is only predicted).
+        levels: (B, D) in raster order; token j holds patch j - 1, so the last patch is never read (it
+        is only predicted), and tokens < stop read only the pixels of patches < stop - 1.
         """
-        B, g = len(levels), self.cfg.group
-        patches = levels[:, : (self.n_tokens - 1) * g].view(B, self.n_tokens - 1, g)  # (B, N-1, g)
-        h = self.level_embedding(patches).flatten(2)  # (B, N-1, C): the g pixels side by side
-        start = torch.zeros(B, dtype=torch.long, device=levels.device) if y is None else y
-        h = torch.cat([self.start_embedding(start)[:, None], h], dim=1)  # (B, N, C): token 256 (+ y) first
+        B, g, stop = len(levels), self.cfg.group, stop or self.n_tokens
+        parts = []
+        if start == 0:  # token 256 (+ y): the class, or nothing, before the first pixel
+            first = torch.zeros(B, dtype=torch.long, device=levels.device) if y is None else y
+            parts.append(self.start_embedding(first)[:, None])  # (B, 1, C)
+        if stop > max(start, 1):
+            patches = levels[:, (max(start, 1) - 1) * g : (stop - 1) * g].view(B, -1, g)  # (B, T, g)
+            parts.append(self.level_embedding(patches + self.offsets).sum(2))  # (B, T, C): sum over its g pixels
+        h = torch.cat(parts, dim=1)  # (B, stop - start, C)
         if self.cfg.canvas:  # token j predicts patch j: its row and column on the canvas
-            h = h + self.row_embedding(self.rows) + self.col_embedding(self.cols)
+            h = h + self.row_embedding(self.rows[start:stop]) + self.col_embedding(self.cols[start:stop])
         return h
 
     def global_forward(self, h: Tensor) -> Tensor:
@@ -297,8 +304,8 @@ class PixelTransformer(GenerativeModel):
         for j in range(N):
             # no_grad closes before the yield: a grad mode held open across a yield would leak
             with torch.no_grad():
-                inputs = self.global_inputs(levels.view(n, -1), y)  # (n, N, C); token j reads patches < j
-                h = self.global_forward(inputs[:, : j + 1])[:, -1:]  # (n, 1, C): the full prefix again
+                inputs = self.global_inputs(levels.view(n, -1), y, 0, j + 1)  # (n, j + 1, C): patches < j
+                h = self.global_forward(inputs)[:, -1:]  # (n, 1, C): the whole prefix run again
                 for k in range(g):  # the local transformer, one pixel after the other
                     logits = self.local_logits(h, levels[:, j : j + 1])[:, 0, k]  # (n, 256)
                     levels[:, j, k] = self._pick(logits, generator, temperature)
