@@ -30,6 +30,7 @@
 import math
 import re
 import shutil
+import time
 from itertools import islice
 
 import matplotlib.pyplot as plt
@@ -42,7 +43,7 @@ from genzoo.checkpoint import build_model
 from genzoo.config import load_config
 from genzoo.exercises import check
 from genzoo.metrics import heldout_nll
-from genzoo.models.transformer import CausalSelfAttention, TransformerLM, apply_rotary, rotary_angles
+from genzoo.models.transformer import CausalSelfAttention, LayerCache, TransformerLM, apply_rotary, rotary_angles
 from genzoo.notebook import parameter_count, show_lines, show_source, start
 from genzoo.plots import read_metrics
 from genzoo.sources import load_data
@@ -151,7 +152,8 @@ show_source(TransformerLM.loss)
 # Dividing by $\sqrt d$ keeps the scores' spread independent of $d$, so the softmax does not
 # saturate. The **causal mask** $M$ sets the weight of every *later* position to zero: the
 # prediction at $t$ may use $x_1 \dots x_t$ only, otherwise the model could read the answer.
-# In `transformer.py` the whole formula is one fused call, `is_causal=True` being $M$:
+# In `transformer.py` the whole formula is one fused call, `is_causal` being $M$ (it is on whenever
+# more than one position is read at once; section 10 reads one at a time):
 
 # %%
 show_source(CausalSelfAttention.forward)
@@ -181,7 +183,7 @@ def attention_inputs(model, ids, layer):
     with torch.no_grad():
         model(ids)
     hook.remove()
-    return seen["args"]
+    return seen["args"][:2]  # (h, rope); the third argument, a key-value cache, is None here
 
 
 # %% [markdown]
@@ -451,13 +453,59 @@ print(f"in nats per character: the transformer {result['bits_per_dim'] * math.lo
 # 1.619 nats per character against the bigram table's 2.543 on the same validation text. (The
 # transformer's number leaves out the first character of each 128-character window, which it
 # has no context for; the bigram's counts every character after the first.)
+
+# %% [markdown]
+# ## 10. A key-value cache: sampling without rereading
 #
+# Section 8's sampler runs the model over the whole text again for every new character, and most
+# of that work repeats itself. The causal mask of section 4 means that appending a character
+# changes nothing at the earlier positions: their keys and values, in every layer, are what they
+# were one step before. `sample` therefore keeps them in a cache, one `LayerCache` per layer, and
+# runs only the new character through the model, its query meeting the cached keys. Per new
+# character the work falls from the whole context (up to 128 positions) to one position.
+
+# %%
+show_source(LayerCache.add)
+
+# %% [markdown]
+# With the same generator seed, both ways give the same characters as long as the text fits in
+# the 128-character block the model was trained on:
+
+# %%
+options = dict(prompt="ROMEO:\n", max_new_tokens=128 - len("ROMEO:\n"))
+cached, uncached = (model.sample(8, generator=torch.Generator().manual_seed(3), kv_cache=kv_cache, **options)
+                    for kv_cache in (True, False))
+print(f"8 texts of 128 characters, identical with and without the cache: {torch.equal(cached, uncached)}")
+assert torch.equal(cached, uncached)
+
+# %%
+n_new = 100 if SHORT else 1000
+seconds, texts = {}, {}
+for kv_cache in (False, True):
+    started = time.perf_counter()
+    ids = model.sample(1, generator=torch.Generator().manual_seed(3), prompt="ROMEO:\n", max_new_tokens=n_new,
+                       kv_cache=kv_cache)
+    seconds[kv_cache], texts[kv_cache] = time.perf_counter() - started, ids[0]
+agree = (texts[True] == texts[False]).float()
+print(f"{n_new} new characters: {seconds[False]:.2f} s rereading the context, {seconds[True]:.2f} s with the cache "
+      f"({seconds[False] / seconds[True]:.1f}x faster)")
+print(f"the same character at {agree[:128].mean():.0%} of the first 128 positions and {agree.mean():.0%} of all {len(agree)}")
+
+# %% [markdown]
+# Past the block the two ways part, and neither is wrong. Without the cache, the context is cut
+# to the last 128 characters and read afresh, so the oldest of them is read with no context at
+# all. With the cache, the newest character takes the oldest's slot (a sliding window), and the
+# 127 others keep the keys and values they got when they were read, with their own context: in
+# the second layer those carry a little of the characters that have since left the window. From
+# the first character that differs, the two texts are different draws.
+
+# %% [markdown]
 # ## What to try next
 #
 # - Train longer: `genzoo train configs/lm_shakespeare.toml --set train.max_steps=5000`, then
 #   `genzoo sample runs/<run> --prompt "ROMEO:" --temperature 0.8`.
 # - Set `positions = "learned"` and compare the validation curves.
-# - Replace `is_causal=True` with `is_causal=False` in a copy of the model: the training loss
+# - Replace `is_causal=T > 1` with `is_causal=False` in a copy of the model: the training loss
 #   collapses towards zero (the model reads the answer), and samples become nonsense.
 
 # %% [markdown]

@@ -252,7 +252,7 @@ def test_rotary_positions_reach_attention():
     with torch.no_grad():
         assert not torch.allclose(model(ids)[0, -1], model(swapped)[0, -1], atol=1e-4)
         attention = model.blocks[0].attn
-        attention.forward = lambda h, rope: CausalSelfAttention.forward(attention, h, None)  # rotary off
+        attention.forward = lambda h, rope, cache: CausalSelfAttention.forward(attention, h, None)  # rotary off
         torch.testing.assert_close(model(ids)[0, -1], model(swapped)[0, -1], atol=1e-5, rtol=1e-5)
 
 
@@ -357,3 +357,91 @@ def test_rotary_tables_use_the_configured_base_and_stay_out_of_checkpoints():
     torch.testing.assert_close(model.rope_cos, cos)
     torch.testing.assert_close(model.rope_sin, sin)
     assert not any("rope" in key for key in model.state_dict())  # rebuilt from the config, not saved
+
+
+# ----------------------------------------------------------------------------- the key-value cache
+
+
+def sharp_model(positions: str, n_layer: int) -> TransformerLM:
+    """A tiny model with large random weights: its next-token distributions are far from uniform, so a
+    cache that read the wrong keys would change the sampled tokens."""
+    torch.manual_seed(0)
+    cfg = TransformerConfig(n_layer=n_layer, n_head=2, n_embd=32, block_size=16, positions=positions)
+    model = TransformerLM.from_config(cfg, SPEC).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(5)
+    return model
+
+
+def both_paths(model: TransformerLM, max_new_tokens: int, prompt: str = "Hi") -> tuple[torch.Tensor, torch.Tensor]:
+    return tuple(model.sample(8, generator=torch.Generator().manual_seed(3), prompt=prompt,
+                              max_new_tokens=max_new_tokens, kv_cache=kv_cache) for kv_cache in (True, False))
+
+
+@pytest.mark.parametrize("positions", POSITIONS)
+@pytest.mark.parametrize("n_layer", [1, 3])
+def test_cached_sampling_gives_the_uncached_tokens_within_the_block(positions, n_layer):
+    model = sharp_model(positions, n_layer)
+    cached, uncached = both_paths(model, max_new_tokens=14)  # 2 + 14 = block_size tokens
+    assert cached.shape == (8, 16)
+    torch.testing.assert_close(cached, uncached, rtol=0, atol=0)
+
+
+def test_past_the_block_one_rotary_layer_and_learned_positions_still_match_the_uncached_path():
+    """One rotary layer: a key depends on its own token and position only, and scores on differences of
+    positions, so the sliding window and the cropped rerun agree. Learned positions: the cache stops at
+    the block and the context is rerun, exactly as without it."""
+    for model in (sharp_model("rotary", 1), sharp_model("learned", 3)):
+        cached, uncached = both_paths(model, max_new_tokens=40)
+        torch.testing.assert_close(cached, uncached, rtol=0, atol=0)
+
+
+def sliding_window_logits(model: TransformerLM, ids: torch.Tensor, window: int) -> torch.Tensor:
+    """Logits (B, T, V) of a rotary model in which every token attends to itself and the window - 1 tokens
+    before it, in every layer: written out with an explicit band mask and softmax, not the cache."""
+    B, T = ids.shape
+    C, H = model.cfg.n_embd, model.cfg.n_head
+    i = torch.arange(T)
+    allowed = (i[None, :] <= i[:, None]) & (i[:, None] - i[None, :] < window)  # (T, T) query x key
+    cos, sin = rotary_angles(T, C // H, model.cfg.rope_base)
+    h = model.token_embedding(ids)
+    for block in model.blocks:
+        attention = block.attn
+        q, k, v = attention.qkv(block.ln_attn(h)).split(C, dim=2)
+        q, k, v = (z.view(B, T, H, C // H).transpose(1, 2) for z in (q, k, v))
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        scores = (q @ k.transpose(-1, -2) / math.sqrt(C // H)).masked_fill(~allowed, float("-inf"))
+        y = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(B, T, C)
+        h = h + attention.proj(y)
+        h = h + block.mlp(block.ln_mlp(h))
+    return model.lm_head(model.ln_out(h))
+
+
+def test_past_the_block_the_cache_is_a_sliding_window_of_attention_in_every_layer():
+    """Three rotary layers, 40 tokens through a 16-token cache: the cached logits at every position equal
+    those of a full pass whose attention is masked to the last 16 tokens, computed independently."""
+    from genzoo.models.transformer import KVCache
+
+    model = sharp_model("rotary", 3)
+    ids = random_ids(2, 40)
+    cache = KVCache(model.cfg.n_layer, size=16)
+    with torch.no_grad():
+        steps = [model(ids[:, :5], cache)] + [model(ids[:, t : t + 1], cache) for t in range(5, 40)]
+        reference = sliding_window_logits(model, ids, window=16)
+    torch.testing.assert_close(torch.cat(steps, dim=1), reference, rtol=1e-4, atol=1e-4)
+    assert cache.position == 40
+    cropped = model(ids[:, -16:])[:, -1]  # what the uncached path predicts: differs, the window has slid
+    assert not torch.allclose(cropped, reference[:, -1], atol=1e-3)
+
+
+def test_a_cache_takes_the_prompt_then_one_token_at_a_time():
+    from genzoo.models.transformer import KVCache
+
+    model = make_model()
+    cache = KVCache(model.cfg.n_layer, size=16)
+    model(random_ids(1, 4), cache)
+    with pytest.raises(ValueError, match="one at a time"):
+        model(random_ids(1, 2), cache)
+    with pytest.raises(ValueError, match="at most 16 prompt tokens"):
+        model.blocks[0].attn(torch.zeros(1, 17, 32), None, KVCache(1, size=16).layers[0])

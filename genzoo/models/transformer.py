@@ -23,6 +23,11 @@ prediction of x_{t+1} from x_1 .. x_t alone. Positions enter in one of two ways:
   the angle m * theta_i, theta_i = base^(-2i/d). Then <R_m q, R_n k> = <q, R_{n-m} k>: attention
   scores depend on relative position only, and no position vector is added.
 
+Sampling keeps a key-value cache (``KVCache``): the keys and values of the tokens already read do not
+change when a new token arrives (the mask stops them from seeing it), so each new token is run through
+the model alone and attends to the cached ones, instead of rerunning the whole context. Once
+``block_size`` tokens are held, the newest replaces the oldest (a sliding window).
+
 The token embedding and the output layer share one matrix (weight tying, Press & Wolf 2017).
 The vocabulary is a registered buffer of int32 code points, so a loaded checkpoint can turn a
 string prompt into token ids without the dataset.
@@ -41,11 +46,11 @@ References:
 - Su et al. 2021, "RoFormer: Enhanced Transformer with Rotary Position Embedding", arXiv:2104.09864
 
 Not here:
-- a key/value cache: each sampled character runs the model over the whole context again
 - subword tokens (GPT-2's byte-pair encoding): a token is one character
 - a start-of-text token: the first character is conditioned on nothing and is not scored
 - top-p (nucleus) sampling and beam search: sampling has temperature and top-k only
-- contexts longer than block_size: sampling crops to the last block_size characters
+- contexts longer than block_size: sampling beyond them is a sliding window over the cache (rotary
+  positions) or the last block_size characters run again (learned positions); see ``sample``
 - the encoder and cross-attention of Vaswani et al. 2017: this is the decoder alone
 """
 
@@ -116,6 +121,48 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return x * cos + rotated * sin  # (x1 cos - x2 sin, x2 cos + x1 sin), Su et al. 2021, eq. 34
 
 
+# ----------------------------------------------------------------------------- the key-value cache
+
+
+class LayerCache:
+    """One attention layer's keys and values of the last ``size`` tokens, (B, H, size, d) each.
+
+    The buffers are a ring: the token at position m is kept in slot m mod size, so once the window is
+    full each new token overwrites the oldest. The slots' order does not matter: a new token's query
+    attends to every cached key without a mask (all are in its past), softmax(q K^T) V does not depend
+    on the order of the rows of K and V, and a rotary key carries its own position.
+    """
+
+    def __init__(self, size: int):
+        self.size, self.position = size, 0  # position: tokens added so far
+        self.keys: Tensor | None = None
+        self.values: Tensor | None = None
+
+    def add(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store the new tokens' k, v (B, H, T, d); return the window's keys and values (B, H, t, d)."""
+        B, H, T, d = k.shape
+        if (self.position and T > 1) or T > self.size:  # the mask would then not be the plain is_causal
+            raise ValueError(f"a key-value cache takes at most {self.size} prompt tokens first, then one at a time")
+        if self.keys is None:
+            self.keys, self.values = k.new_empty(B, H, self.size, d), v.new_empty(B, H, self.size, d)
+        slot = self.position % self.size
+        self.keys[:, :, slot : slot + T], self.values[:, :, slot : slot + T] = k, v
+        self.position += T
+        held = min(self.position, self.size)
+        return self.keys[:, :, :held], self.values[:, :, :held]
+
+
+class KVCache:
+    """The ``LayerCache`` of every layer, and the position of the next token (where its rotation starts)."""
+
+    def __init__(self, n_layer: int, size: int):
+        self.layers = [LayerCache(size) for _ in range(n_layer)]
+
+    @property
+    def position(self) -> int:
+        return self.layers[0].position
+
+
 # ----------------------------------------------------------------------------- networks
 
 
@@ -127,14 +174,16 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, h: Tensor, rope: tuple[Tensor, Tensor] | None) -> Tensor:
+    def forward(self, h: Tensor, rope: tuple[Tensor, Tensor] | None, cache: LayerCache | None = None) -> Tensor:
         B, T, C = h.shape
         q, k, v = self.qkv(h).split(C, dim=2)  # (B, T, C) each
         q, k, v = (z.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for z in (q, k, v))  # (B, H, T, d)
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)  # Su et al. 2021, eq. 34
+        if cache is not None:  # sampling: the new tokens' queries against every cached key
+            k, v = cache.add(k, v)  # (B, H, t, d): the earlier tokens' keys and values, then these
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # (B, H, T, d)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=T > 1)  # (B, H, T, d)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C): heads side by side again
         return self.resid_dropout(self.proj(y))
 
@@ -158,8 +207,8 @@ class Block(nn.Module):
         self.ln_mlp = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, h: Tensor, rope: tuple[Tensor, Tensor] | None) -> Tensor:
-        h = h + self.attn(self.ln_attn(h), rope)  # pre-LN residual (GPT-2, sec. 2.3)
+    def forward(self, h: Tensor, rope: tuple[Tensor, Tensor] | None, cache: LayerCache | None = None) -> Tensor:
+        h = h + self.attn(self.ln_attn(h), rope, cache)  # pre-LN residual (GPT-2, sec. 2.3)
         return h + self.mlp(self.ln_mlp(h))
 
 
@@ -216,21 +265,34 @@ class TransformerLM(GenerativeModel):
         """Encoder/decoder between strings and token ids, rebuilt from the vocab buffer."""
         return TextSpec(name="model", vocab="".join(chr(c) for c in self.vocab.tolist()))
 
-    def forward(self, ids: Tensor) -> Tensor:
-        """Next-token logits (B, T, V) for token ids (B, T): logits[:, t] predicts ids[:, t + 1]."""
+    def forward(self, ids: Tensor, cache: KVCache | None = None) -> Tensor:
+        """Next-token logits (B, T, V) for token ids (B, T): logits[:, t] predicts ids[:, t + 1].
+
+        With a ``cache`` (sampling), ``ids`` are the tokens after those already in it: the prompt into an
+        empty cache, then one token at a time, each at position ``cache.position``.
+        """
         B, T = ids.shape
         if T > self.cfg.block_size:
             raise ValueError(f"sequence of {T} tokens is longer than model.block_size = {self.cfg.block_size}")
+        start = cache.position if cache is not None else 0
         h = self.token_embedding(ids)  # (B, T, C)
         rope = None
         if self.cfg.positions == "learned":
-            h = h + self.position_embedding(torch.arange(T, device=ids.device))  # (B, T, C)
+            h = h + self.position_embedding(torch.arange(start, start + T, device=ids.device))  # (B, T, C)
         else:
-            rope = (self.rope_cos[:T], self.rope_sin[:T])  # (T, d) each
+            rope = self._rotary(start, T)  # (T, d) each
         h = self.dropout(h)
-        for block in self.blocks:
-            h = block(h, rope)  # (B, T, C)
+        for i, block in enumerate(self.blocks):
+            h = block(h, rope, cache.layers[i] if cache is not None else None)  # (B, T, C)
         return self.lm_head(self.ln_out(h))  # (B, T, V)
+
+    def _rotary(self, start: int, T: int) -> tuple[Tensor, Tensor]:
+        """cos, sin (T, d) of positions start .. start + T - 1; past block_size (a cache sliding along a
+        long sample) they are computed afresh: only differences of positions matter (Su et al. 2021)."""
+        if start + T <= self.cfg.block_size:
+            return self.rope_cos[start : start + T], self.rope_sin[start : start + T]
+        cos, sin = rotary_angles(start + T, self.cfg.n_embd // self.cfg.n_head, self.cfg.rope_base)
+        return cos[start:].to(self.rope_cos.device), sin[start:].to(self.rope_sin.device)
 
     # ------------------------------------------------------------------------- loss, sample, log_prob
 
@@ -251,6 +313,7 @@ class TransformerLM(GenerativeModel):
         max_new_tokens: int = 500,
         temperature: float = 1.0,
         top_k: int = 0,
+        kv_cache: bool = True,
     ) -> Tensor:
         """Token ids (n, len(prompt) + max_new_tokens): the prompt, then sampled continuations.
 
@@ -261,12 +324,22 @@ class TransformerLM(GenerativeModel):
             temperature: divides the logits before the softmax; < 1 is more conservative, > 1 more
                 random; 0 means greedy (always the most probable character).
             top_k: sample only among the k most probable characters; 0 means off (all characters).
-        Decode a row with ``model.spec.decode(ids[i])``. The context is cropped to the last
-        ``block_size`` tokens, the most the model has seen in training.
+            kv_cache: keep the keys and values of the tokens read (``KVCache``) and run each new token
+                alone; False reruns the model over the whole context for every token. Both give the
+                same tokens for the same generator while the text fits in ``block_size`` (tested).
+        Decode a row with ``model.spec.decode(ids[i])``.
+
+        Past ``block_size`` tokens (the most the model saw in training), the uncached path crops the
+        context to the last ``block_size`` tokens and reruns them. The cache slides instead: the newest
+        token replaces the oldest, and the tokens still in the window keep the keys computed when they
+        were read, which in the second layer and above carry a little of the tokens that have left the
+        window. So beyond the block the two paths are different (equally legitimate) approximations of an
+        unbounded context, and their samples differ; with one layer they agree exactly. Learned positions
+        stop at ``block_size``, so there the cached path crops and reruns like the uncached one.
         """
         ids = self._prompt_ids(n, prompt)
         for ids in self.trajectory(n, generator=generator, prompt=prompt, max_new_tokens=max_new_tokens,
-                                   temperature=temperature, top_k=top_k):
+                                   temperature=temperature, top_k=top_k, kv_cache=kv_cache):
             pass
         return ids
 
@@ -279,20 +352,32 @@ class TransformerLM(GenerativeModel):
         max_new_tokens: int = 500,
         temperature: float = 1.0,
         top_k: int = 0,
+        kv_cache: bool = True,
     ) -> Iterator[Tensor]:
         """Yields the token ids so far, (n, len(prompt) + i), after each of the i new tokens.
 
         Same options as ``sample``, which returns the last of these.
         """
         ids = self._prompt_ids(n, prompt)  # (n, P)
+        cache = KVCache(self.cfg.n_layer, self.cfg.block_size) if kv_cache else None
         for _ in range(max_new_tokens):
             # no_grad closes before the yield: a grad mode held open across a yield would leak
             # into the caller's code between steps.
             with torch.no_grad():
-                logits = self(ids[:, -self.cfg.block_size:])[:, -1]  # (n, V): prediction for the next token
+                logits = self._next_logits(ids, cache)  # (n, V): prediction for the next token
                 next_id = self._pick(logits, generator, temperature, top_k)  # (n, 1)
             ids = torch.cat([ids, next_id], dim=1)  # (n, P + i)
             yield ids
+
+    def _next_logits(self, ids: Tensor, cache: KVCache | None) -> Tensor:
+        """Logits (n, V) of the token after ``ids`` (n, t): from the cache where there is one (the prompt
+        first fills it), else by rerunning the last ``block_size`` tokens."""
+        block = self.cfg.block_size
+        learned_past_block = self.cfg.positions == "learned" and ids.size(1) > block
+        if cache is None or learned_past_block:
+            return self(ids[:, -block:])[:, -1]
+        new = ids[:, -block:] if cache.position == 0 else ids[:, -1:]  # (n, P) the prompt, else (n, 1)
+        return self(new, cache)[:, -1]
 
     def _prompt_ids(self, n: int, prompt: str) -> Tensor:
         if not prompt:
