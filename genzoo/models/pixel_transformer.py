@@ -68,7 +68,7 @@ from torch import Tensor, nn
 
 from genzoo.errors import ConfigError
 from genzoo.model import Batch, GenerativeModel, cycle_labels
-from genzoo.models.transformer import Block, TransformerConfig, rotary_angles
+from genzoo.models.transformer import Block, KVCache, TransformerConfig, rotary_angles
 from genzoo.pixels import LEVELS, from_uint8, to_uint8
 from genzoo.specs import ImageSpec
 
@@ -201,13 +201,14 @@ class PixelTransformer(GenerativeModel):
             h = h + self.row_embedding(self.rows[start:stop]) + self.col_embedding(self.cols[start:stop])
         return h
 
-    def global_forward(self, h: Tensor) -> Tensor:
-        """The causal global transformer over inputs (B, T, C), T <= N: outputs (B, T, C), the t-th seeing
-        inputs 0..t only, i.e. the start token and patches < t."""
-        T = h.shape[1]
-        rope = (self.rope_cos[:T], self.rope_sin[:T]) if self.cfg.rotary else None
-        for block in self.blocks:
-            h = block(h, rope)  # (B, T, C)
+    def global_forward(self, h: Tensor, cache: KVCache | None = None) -> Tensor:
+        """The causal global transformer over inputs (B, T, C): outputs (B, T, C), the t-th seeing inputs
+        0..t only, i.e. the start token and patches < t. With a ``cache`` (sampling), h holds the tokens
+        after those already in it, from position ``cache.position`` on: their keys and values are kept."""
+        start, T = (cache.position if cache is not None else 0), h.shape[1]
+        rope = (self.rope_cos[start : start + T], self.rope_sin[start : start + T]) if self.cfg.rotary else None
+        for i, block in enumerate(self.blocks):
+            h = block(h, rope, cache.layers[i] if cache is not None else None)  # (B, T, C)
         return self.ln_out(h)
 
     def local_logits(self, h: Tensor, levels: Tensor) -> Tensor:
@@ -273,6 +274,7 @@ class PixelTransformer(GenerativeModel):
         generator: torch.Generator | None = None,
         labels: Sequence[int] | Tensor = (),
         temperature: float = 1.0,
+        kv_cache: bool = True,
     ) -> Tensor:
         """``n`` images (n, 1, H, W) in [-1, 1], drawn pixel by pixel in raster order.
 
@@ -280,10 +282,14 @@ class PixelTransformer(GenerativeModel):
             the default (empty) cycles through the classes 0, 1, ..., C-1, 0, 1, ...
         temperature: divides the logits before each pixel's softmax; < 1 gives cleaner, less varied
             digits; 0 takes the most probable level of every pixel (greedy).
+        kv_cache: keep the global transformer's keys and values (``KVCache``) and run each new token
+            alone: one pass over the image in all; False reruns the whole prefix for every token
+            (D / group passes of growing length). The same images for the same generator (tested);
+            docs/pixel.md has the times.
         Each pixel is drawn by inverting its CDF at one uniform number from ``generator``, so the
         images depend on the generator's stream, not on how the probabilities were computed.
         """
-        for x in self.trajectory(n, generator=generator, labels=labels, temperature=temperature):
+        for x in self.trajectory(n, generator=generator, labels=labels, temperature=temperature, kv_cache=kv_cache):
             pass
         return x
 
@@ -294,18 +300,23 @@ class PixelTransformer(GenerativeModel):
         generator: torch.Generator | None = None,
         labels: Sequence[int] | Tensor = (),
         temperature: float = 1.0,
+        kv_cache: bool = True,
         every: int = 1,
     ) -> Iterator[Tensor]:
         """Yields the images (n, 1, H, W) after every ``every``-th token's pixels are drawn (pixels not
-        yet drawn are -1, black); the last is the finished sample. Same options as ``sample``."""
+        yet drawn are -1, black); the last is the finished sample. Same options as ``sample``, which
+        returns the last of these."""
         y = cycle_labels(n, labels, self.num_classes, "pixel transformer", self.device)
         g, N = self.cfg.group, self.n_tokens
         levels = torch.zeros(n, N, g, dtype=torch.long, device=self.device)  # (n, N, g)
+        cache = KVCache(self.cfg.n_layer, N) if kv_cache else None  # N tokens fit: no sliding window
         for j in range(N):
             # no_grad closes before the yield: a grad mode held open across a yield would leak
             with torch.no_grad():
-                inputs = self.global_inputs(levels.view(n, -1), y, 0, j + 1)  # (n, j + 1, C): patches < j
-                h = self.global_forward(inputs)[:, -1:]  # (n, 1, C): the whole prefix run again
+                if cache is not None:  # token j alone (the start token first), attending to the cache
+                    h = self.global_forward(self.global_inputs(levels.view(n, -1), y, j, j + 1), cache)  # (n, 1, C)
+                else:  # tokens 0..j, the whole prefix run again
+                    h = self.global_forward(self.global_inputs(levels.view(n, -1), y, 0, j + 1))[:, -1:]
                 for k in range(g):  # the local transformer, one pixel after the other
                     logits = self.local_logits(h, levels[:, j : j + 1])[:, 0, k]  # (n, 256)
                     levels[:, j, k] = self._pick(logits, generator, temperature)
