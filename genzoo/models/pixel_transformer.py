@@ -80,8 +80,8 @@ class PixelTransformerConfig:
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
-    group: int = 1  # pixels per token of the global transformer (1: one token per pixel); divides the width
-    local_layers: int = 1  # layers of the local transformer inside a group (group > 1 only)
+    group: int = 7  # pixels per token of the global transformer (1: one token per pixel); divides the width
+    local_layers: int = 2  # layers of the local transformer inside a group (group > 1 only)
     local_embd: int = 64
     local_head: int = 2
     rotary: bool = True  # RoPE over the token sequence: relative offsets
