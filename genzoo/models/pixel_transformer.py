@@ -284,7 +284,9 @@ class PixelTransformer(GenerativeModel):
             digits; 0 takes the most probable level of every pixel (greedy).
         kv_cache: keep the global transformer's keys and values (``KVCache``) and run each new token
             alone: one pass over the image in all; False reruns the whole prefix for every token
-            (D / group passes of growing length). The same images for the same generator (tested);
+            (D / group passes of growing length). Both compute the same logits up to float rounding
+            (~1e-6), so the same generator gives the same images except where a uniform number falls
+            within rounding of a CDF step (1 of 100 trained samples differed, from its pixel 178 on);
             docs/pixel.md has the times.
         Each pixel is drawn by inverting its CDF at one uniform number from ``generator``, so the
         images depend on the generator's stream, not on how the probabilities were computed.
