@@ -47,6 +47,9 @@ def main() -> None:
         rerun, seconds_rerun = timed_sample(model, args.n, 0, kv_cache=False)
         result.update(ms_per_image_uncached=round(1000 * seconds_rerun / args.n, 1),
                       speedup=round(seconds_rerun / seconds_cached, 2), same_images=torch.equal(cached, rerun))
+        differ = (cached != rerun).flatten(1)  # (n, D): float rounding can flip a draw, then the rest follows
+        result.update(images_differing=int(differ.any(1).sum()),
+                      first_differing_pixels=[int(d.nonzero()[0]) for d in differ if d.any()])
     result.update(peak_rss_mb=round(peak_rss_mb(), 1), load_before=round(load_before, 2),
                   load_after=round(os.getloadavg()[0], 2),
                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"))
