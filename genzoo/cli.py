@@ -304,7 +304,7 @@ def cmd_list(argv: Sequence[str]) -> int:
 
     print("families:")
     for name, cls in FAMILIES.items():
-        print(f"  {name:6s} {cls.__name__:15s} likelihood={cls.likelihood}")
+        print(f"  {name:6s} {cls.__name__:16s} likelihood={cls.likelihood}")
     configs = sorted(REPO_CONFIGS.glob("*.toml")) + sorted(Path("configs").glob("*.toml"))
     print("configs:")
     for path in dict.fromkeys(p.resolve() for p in configs):

@@ -3,7 +3,7 @@ drawn pixel by pixel (the drawing itself, frame by frame), samples at several te
 over training, then ``genzoo eval``'s numbers (written to eval.json): sample quality through genzoo's
 evaluator and the exact bits/dim of every test digit.
 
-    python train/pixel.py                                  # configs/pixel_mnist.toml: 20 min training + eval, 2 CPU cores
+    python train/pixel.py                                  # configs/pixel_mnist.toml: 20 min training, ~6 min eval
     python train/pixel.py --set train.max_minutes=2        # any config value can be overridden
     python train/pixel.py --eval-samples 1000              # fewer samples for the evaluator (sampling is sequential)
     python train/pixel.py --resume runs/pixel_mnist-...    # continue an interrupted run
