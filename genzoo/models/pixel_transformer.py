@@ -151,7 +151,7 @@ class PixelTransformer(GenerativeModel):
         self.blocks = blocks(cfg.n_layer, C, cfg.n_head, self.n_tokens, cfg)
         self.ln_out = nn.LayerNorm(C, bias=cfg.bias)
         width = C
-        if g > 1:  # the local transformer inside a patch (Yu et al. 2023, sec. 2.3)
+        if g > 1:  # the local transformer inside a patch (Yu et al. 2023)
             width = cfg.local_embd
             self.to_local = nn.Linear(C, width, bias=cfg.bias)
             self.local_level_embedding = nn.Embedding(LEVELS, width)
@@ -294,8 +294,8 @@ class PixelTransformer(GenerativeModel):
             (~1e-6), so the same generator gives the same images except where a uniform number falls
             within rounding of a CDF step (1 of 100 trained samples differed, from its pixel 178 on);
             docs/pixel.md has the times.
-        Each pixel is drawn by inverting its CDF at one uniform number from ``generator``, so the
-        images depend on the generator's stream, not on how the probabilities were computed.
+        Each pixel is drawn by inverting its CDF at one uniform number from ``generator``: one number per
+        pixel whatever the probabilities, so the two ways of computing them use the same stream.
         """
         for x in self.trajectory(n, generator=generator, labels=labels, temperature=temperature, kv_cache=kv_cache):
             pass
