@@ -38,7 +38,7 @@ REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # The config `genzoo compare --train` trains for each family: the one its recipe in train/ uses.
 DEFAULT_CONFIGS = {
     "lm": "lm_shakespeare.toml", "vae": "vae_mnist.toml", "ddpm": "ddpm_mnist.toml",
-    "gan": "gan_mnist.toml", "flow": "flow_mnist.toml", "ebm": "ebm_mnist.toml",
+    "gan": "gan_mnist.toml", "flow": "flow_mnist.toml", "ebm": "ebm_mnist.toml", "pixel": "pixel_mnist.toml",
 }
 
 
@@ -304,7 +304,7 @@ def cmd_list(argv: Sequence[str]) -> int:
 
     print("families:")
     for name, cls in FAMILIES.items():
-        print(f"  {name:6s} {cls.__name__:15s} likelihood={cls.likelihood}")
+        print(f"  {name:6s} {cls.__name__:16s} likelihood={cls.likelihood}")
     configs = sorted(REPO_CONFIGS.glob("*.toml")) + sorted(Path("configs").glob("*.toml"))
     print("configs:")
     for path in dict.fromkeys(p.resolve() for p in configs):

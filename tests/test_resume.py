@@ -64,6 +64,10 @@ SMALL: dict[str, tuple[str, list[str]]] = {  # family -> (config, overrides): ti
         "model.checkerboard=2", "model.checkerboard_hidden=4", "model.steps=1", "model.scales=2", "model.hidden=4",
         "model.dequantization=variational", "model.dequant_layers=2", "model.dequant_hidden=4",
     ]),
+    "pixel": ("pixel_mnist.toml", [  # grouped and conditional: two transformers and the start tokens; dropout
+        "model.n_layer=1", "model.n_head=2", "model.n_embd=16", "model.group=4", "model.local_embd=8",
+        "model.local_head=2", "model.dropout=0.1", "model.conditional=true",
+    ]),
     "ebm": ("ebm_ring.toml", [  # points: the replay buffer, one share of its slots per class
         "model.hidden=16", "model.depth=2", "model.buffer_size=64", "model.sgld_steps=3", "model.conditional=true",
         "sample.mcmc_steps=2",

@@ -5,6 +5,7 @@ from genzoo.models.ddpm import DDPM
 from genzoo.models.ebm import EBM
 from genzoo.models.flow import Flow
 from genzoo.models.gan import GAN
+from genzoo.models.pixel_transformer import PixelTransformer
 from genzoo.models.transformer import TransformerLM
 from genzoo.models.vae import VAE
 
@@ -15,4 +16,5 @@ FAMILIES: dict[str, type[GenerativeModel]] = {
     EBM.family: EBM,
     GAN.family: GAN,
     Flow.family: Flow,
+    PixelTransformer.family: PixelTransformer,
 }
