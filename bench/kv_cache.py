@@ -1,15 +1,15 @@
-"""Sampling with and without the key-value cache: time, the tokens drawn, and (text) held-out loss.
+"""The character LM's sampling with and without the key-value cache: time, tokens, held-out loss.
 
     GENZOO_DATA=/work/shared/data flock /tmp/bench.lock python bench/kv_cache.py RUN [RUN ...]
 
-For each trained run (a character LM, or the pixel transformer), side by side:
+For each trained LM run, side by side (the pixel transformer's cache: ``bench/pixel_sampling.py``):
 
-- **time**: one sample of 1,000 characters (text) or one digit (784 pixels), cached and uncached,
-  the best of ``--repeats`` alternating timings each; and the same for a batch of ``--batch``;
+- **time**: one sample of 1,000 characters, cached and uncached, the best of ``--repeats``
+  alternating timings each; and the same for a batch of ``--batch``;
 - **the same tokens**: with one generator seed, the share of positions where the cached and the
-  uncached sample agree, within the block (they must all agree) and over the whole sample (text
-  longer than the block: the cache slides, the uncached path crops, so they part);
-- **text only, what sliding costs**: the held-out nats/char of every character past the first
+  uncached sample agree, within the block (they must all agree) and over the whole sample (past the
+  block the cache slides and the uncached path crops, so they part);
+- **what sliding costs**: the held-out nats/char of every character past the first
   block of ``--length``-character validation windows, predicted (a) the way the uncached sampler
   does, from the last ``block_size`` characters rerun, and (b) the way the cached sampler does, by a
   sliding window of keys and values.
@@ -84,29 +84,26 @@ def sliding_and_cropped_nats(model: TransformerLM, data: TextData, length: int, 
 
 def measure(run: str, args: argparse.Namespace) -> dict:
     model, cfg, _ = load_model(run)
+    if not isinstance(model, TransformerLM):
+        raise SystemExit(f"{run} is a {cfg.family} run: this measures the character LM (pixel: bench/pixel_sampling.py)")
     model.eval()
     record = {"run": run, "family": cfg.family, "parameters": sum(p.numel() for p in model.parameters())}
-    if isinstance(model, TransformerLM):
-        options = {"max_new_tokens": 1000, "temperature": 0.8}
-        record["one_sample_1000_chars"] = best_times(model, 1, args.repeats, **options)
-        record[f"batch_{args.batch}_1000_chars"] = best_times(model, args.batch, 1, **options)
-        record["same_tokens"] = agreement(model, args.batch, model.cfg.block_size, **options)
-        data = load_data(cfg.data, args.data_root)
-        record["heldout_past_the_block"] = sliding_and_cropped_nats(model, data, args.length, args.windows)
-    else:  # an image family sampled pixel by pixel
-        record["one_image"] = best_times(model, 1, args.repeats)
-        record[f"batch_{args.batch}_images"] = best_times(model, args.batch, 1)
-        record["same_pixels"] = agreement(model, args.batch, within=10**9)
+    options = {"max_new_tokens": 1000, "temperature": 0.8}
+    record["one_sample_1000_chars"] = best_times(model, 1, args.repeats, **options)
+    record[f"batch_{args.batch}_1000_chars"] = best_times(model, args.batch, 1, **options)
+    record["same_tokens"] = agreement(model, args.batch, model.cfg.block_size, **options)
+    data = load_data(cfg.data, args.data_root)
+    record["heldout_past_the_block"] = sliding_and_cropped_nats(model, data, args.length, args.windows)
     return record
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="trained run folders (an LM, the pixel transformer)")
+    parser.add_argument("runs", nargs="+", help="trained character-LM run folders")
     parser.add_argument("--repeats", type=int, default=3, help="timings of each path for one sample")
     parser.add_argument("--batch", type=int, default=16, help="samples in the batched timing and the agreement")
-    parser.add_argument("--length", type=int, default=512, help="text: validation window length for the held-out loss")
-    parser.add_argument("--windows", type=int, default=32, help="text: how many validation windows")
+    parser.add_argument("--length", type=int, default=512, help="validation window length for the held-out loss")
+    parser.add_argument("--windows", type=int, default=32, help="how many validation windows")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "kv_cache.json"))
     args = parser.parse_args()
