@@ -23,8 +23,8 @@
 # file itself), then a numerical check. Its last sections make sampling fast (a key-value cache)
 # and run the same model over the pixels of a digit, with an exact likelihood.
 #
-# **Running it.** The committed run took 9.8 minutes on a slow 2-core CPU (two torch threads, alone),
-# most of it the 2,400 training steps of the LM (4.5 minutes) and 4 minutes of the pixel model; with
+# **Running it.** The committed run took 9.1 minutes on a slow 2-core CPU (two torch threads, alone),
+# most of it the 2,400 training steps of the LM (3.9 minutes) and 4 minutes of the pixel model; with
 # `GENZOO_SHORT=1` (what CI sets) every loop shrinks, with a barely trained model. The text is Shakespeare's works, shipped with genzoo, so it works offline.
 
 # %%
@@ -495,9 +495,9 @@ print(f"{n_new} new characters: {seconds[False]:.2f} s rereading the context, {s
 print(f"the same character at {agree[:128].mean():.0%} of the first 128 positions and {agree.mean():.0%} of all {len(agree)}")
 
 # %% [markdown]
-# Here 1,000 new characters took 5.87 s rereading the context and 2.43 s with the cache, 2.4 times
-# faster for one text; with many texts at once the saving grows (12 times for 16 texts in
-# `docs/lm.md`), since one text at a time is bound by Python's cost per call, not by arithmetic.
+# Here 1,000 new characters took 4.18 s rereading the context and 1.90 s with the cache, 2.2 times
+# faster for one text: one text at a time is bound by Python's cost per call, not by arithmetic,
+# so the saving grows with the number of texts drawn at once.
 #
 # Past the block the two ways part, and neither is wrong (only 39% of the 1,007 characters agree). Without the cache, the context is cut
 # to the last 128 characters and read afresh, so the oldest of them is read with no context at
@@ -567,8 +567,8 @@ print(f"recorded ({record['date']}): the config's full {record['cost']['train_se
       f"{record['likelihood']['examples']:,} test digits")
 
 # %% [markdown]
-# After 4 minutes (267 steps) the model gives the 1,000 test digits 1.240 bits/dim, exactly, against
-# 1.678 for independent pixels: the context is worth 0.44 bits per pixel already. The config's full
+# After 4 minutes (284 steps) the model gives the 1,000 test digits 1.218 bits/dim, exactly, against
+# 1.678 for independent pixels: the context is worth 0.46 bits per pixel already. The config's full
 # 20 minutes reached 1.0239 bits/dim on all 10,000 test digits, below every bound in the comparison
 # table (the flow's 1.225, the VAE's 1.276), and this number is not a bound.
 #
@@ -595,8 +595,8 @@ show_images(drawn[True], nrow=8, title=f"{n_digits} digits drawn pixel by pixel 
 plt.show()
 
 # %% [markdown]
-# With the cache a digit took 153 ms, without it 313 ms, and the VAE's decoder 5.77 ms: even cached,
-# the exact likelihood costs about 27 times the VAE's sampling time, because the 784 pixels are drawn
+# With the cache a digit took 147 ms, without it 358 ms, and the VAE's decoder 5.11 ms: even cached,
+# the exact likelihood costs about 29 times the VAE's sampling time, because the 784 pixels are drawn
 # one after another. These digits, after 4 minutes, are blotchy strokes; the 20-minute run's samples
 # are in `docs/pixel.md` (FID-MNIST 714, recall 0.823, the highest of the image families).
 

@@ -74,7 +74,7 @@ from torch import Tensor, nn
 
 from genzoo.errors import ConfigError
 from genzoo.model import Batch, GenerativeModel, cycle_labels
-from genzoo.models.transformer import Block, KVCache, TransformerConfig, rotary_angles
+from genzoo.models.transformer import Block, KVCache, TransformerConfig, init_gpt2, rotary_angles
 from genzoo.pixels import LEVELS, from_uint8, to_uint8
 from genzoo.specs import ImageSpec
 
@@ -160,17 +160,7 @@ class PixelTransformer(GenerativeModel):
             self.local_blocks = blocks(cfg.local_layers, width, cfg.local_head, g, cfg)
             self.ln_local = nn.LayerNorm(width, bias=cfg.bias)
         self.head = nn.Linear(width, LEVELS, bias=False)  # 256 logits per pixel
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():  # GPT-2 sec. 2.3: scale residual outputs by 1/sqrt(N)
-            if name.endswith(("proj.weight", "down.weight")):
-                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layer))
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+        init_gpt2(self, cfg.n_layer)  # the LM's initialisation; the local blocks' projections scaled alike
 
     @classmethod
     def from_config(cls, cfg: PixelTransformerConfig, spec: ImageSpec) -> "PixelTransformer":

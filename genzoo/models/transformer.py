@@ -212,6 +212,20 @@ class Block(nn.Module):
         return h + self.mlp(self.ln_mlp(h))
 
 
+def init_gpt2(model: nn.Module, n_layer: int) -> None:
+    """GPT-2's initialisation (sec. 2.3): linear and embedding weights N(0, 0.02^2), biases 0, and the
+    residual projections (``proj``, ``down``) scaled by 1/sqrt(2 n_layer), so the residual stream's
+    variance does not grow with depth."""
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+    for name, p in model.named_parameters():
+        if name.endswith(("proj.weight", "down.weight")):
+            nn.init.normal_(p, std=0.02 / math.sqrt(2 * n_layer))
+
+
 # ----------------------------------------------------------------------------- the model
 
 
@@ -239,17 +253,7 @@ class TransformerLM(GenerativeModel):
         self.ln_out = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.token_embedding.weight  # weight tying (Press & Wolf 2017)
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():  # GPT-2 sec. 2.3: scale residual outputs by 1/sqrt(N)
-            if name.endswith(("proj.weight", "down.weight")):
-                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layer))
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+        init_gpt2(self, cfg.n_layer)
 
     @classmethod
     def from_config(cls, cfg: TransformerConfig, spec: TextSpec) -> "TransformerLM":
