@@ -33,7 +33,7 @@ The vocabulary is a registered buffer of int32 code points, so a loaded checkpoi
 string prompt into token ids without the dataset.
 
 Files:
-- networks: in this file (CausalSelfAttention, MLP, Block, TransformerLM); genzoo/nn.py holds none of them
+- networks: in this file (KVCache, CausalSelfAttention, MLP, Block, init_gpt2, TransformerLM), shared with pixel_transformer.py
 - configs: configs/lm_shakespeare.toml (the shipped corpus), configs/lm_tinyshakespeare.toml
 - recipe: train/lm.py; notebook: notebooks/lm.py; tests: tests/test_transformer.py; record: docs/lm.md
 - exercises: genzoo/exercises/lm.py (top-k sampling, the causal mask, bits per character)
