@@ -16,6 +16,9 @@ D = pixels (784 for MNIST) or predicted characters.
   inside the real manifold (quality), recall the share of real points inside the generated one
   (diversity).
 - **Recognizability**: the share of samples whose top class probability is at least 0.9.
+- **Prompt accuracy** (text-to-image): the share of samples the classifier labels as the digit their
+  prompt asked for; **class-conditional recall**: the recall of each digit's samples against that
+  digit's real images, averaged over the digits (diversity given the prompt).
 - **Class coverage**: the entropy of the histogram of predicted classes divided by log 10, so 1.0
   is an even spread over the ten digits and 0.0 is a single digit.
 
@@ -156,6 +159,35 @@ def image_metrics(samples: Tensor, real: Tensor, evaluator: Evaluator, k: int = 
     """Every quality metric of ``samples`` against the ``real`` images, both (N, 1, 28, 28)."""
     real_features, _ = evaluator.embed(real)
     return feature_metrics(real_features, *evaluator.embed(samples), k)
+
+
+def class_conditional_recall(
+    real_features: Tensor, real_labels: Tensor, fake_features: Tensor, fake_labels: Tensor, k: int = 3
+) -> float:
+    """Diversity within each class: the recall of the samples meant to be of class c against the real
+    images of class c, averaged over the classes (a sampler that draws one good seven per prompt "seven"
+    has high accuracy and low recall here). Classes with no samples count as 0."""
+    recalls = []
+    for c in real_labels.unique():
+        fake = fake_features[fake_labels == c]
+        recalls.append(precision_recall(real_features[real_labels == c], fake, k)[1] if len(fake) > k else 0.0)
+    return sum(recalls) / len(recalls)
+
+
+def prompt_metrics(
+    samples: Tensor, digits: Tensor, real: Tensor, real_labels: Tensor, evaluator: Evaluator, k: int = 3
+) -> dict[str, float]:
+    """Text-to-image: the evaluator's quality metrics of ``samples`` (N, 1, 28, 28), the share it labels
+    as the digit their prompts asked for (``digits`` (N,)): prompt accuracy, and the class-conditional
+    recall against the ``real`` images of each digit (``real_labels``)."""
+    real_features, _ = evaluator.embed(real)
+    features, probs = evaluator.embed(samples)
+    digits = digits.cpu()
+    return {
+        "prompt_accuracy": float((probs.argmax(1) == digits).float().mean()),
+        "class_recall": class_conditional_recall(real_features, real_labels.cpu(), features, digits, k),
+        **feature_metrics(real_features, features, probs, k),
+    }
 
 
 def real_fid_spread(train_features: Tensor, test_features: Tensor, n: int, draws: int = 10, seed: int = 1) -> dict:

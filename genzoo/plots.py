@@ -137,3 +137,28 @@ def labelled_rows(rows: dict[str, Tensor], path: str | Path, scale: float = 0.5)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return Path(path)
+
+
+def prompt_guidance_grid(
+    images: dict[str, list[Tensor]], scales: list[float], path: str | Path, scale: float = 0.45
+) -> Path:
+    """Text-to-image's figure: one row per prompt (the keys of ``images``, as labels), one panel per
+    guidance scale s, each panel the images (k, C, H, W) in [-1, 1] drawn for that prompt at that s."""
+    from torchvision.utils import make_grid
+
+    k = max(len(x) for row in images.values() for x in row)
+    fig = Figure(figsize=(scale * k * len(scales) + 1.8, scale * len(images) + 0.5))
+    axes = fig.subplots(len(images), len(scales), squeeze=False)
+    for r, (prompt, row) in enumerate(images.items()):
+        for c, x in enumerate(row):
+            grid = make_grid(x.detach().cpu().float().clamp(-1, 1), nrow=k, padding=1, pad_value=1,
+                             normalize=True, value_range=(-1, 1))
+            axes[r, c].imshow(grid.permute(1, 2, 0).numpy(), cmap="gray")
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+            if r == 0:
+                axes[r, c].set_title(f"guidance s = {scales[c]:g}", fontsize=9)
+        axes[r, 0].set_ylabel(prompt, rotation=0, ha="right", va="center", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return Path(path)

@@ -1,6 +1,6 @@
 """What several test files share: the configs folder, the overrides of a fast CLI run, a trainer built
 the way ``genzoo train`` builds it, the check that two trainers ended with the same weights, a batch of
-digit-like images, and the losses of a few optimizer steps on one batch.
+digit-like images, the losses of a few optimizer steps on one batch, and a tiny trained VAE run.
 
 Test files import it by name (``from helpers import ...``): pytest puts ``tests/`` on the import path.
 """
@@ -63,3 +63,16 @@ def losses_on_fixed_batch(model: torch.nn.Module, batch: tuple, steps: int = 40,
         opt.step()
         losses.append(loss.item())
     return losses
+
+
+TINY_VAE = [  # a VAE of a few thousand weights, trained for two steps: an autoencoder for latent diffusion's tests
+    "model.latent_dim=4", "model.encoder_channels=[4, 8]", "model.decoder_channels=[8, 4]", "model.iw_samples=2",
+    "train.max_steps=2", "train.max_minutes=0", "train.eval_batches=1", "train.n_samples=4", "train.device=cpu",
+    "data.batch_size=8", "data.download=false",
+]
+
+
+def trained_vae_run(run_dir: Path) -> Path:
+    """A VAE run folder (configs/vae_mnist.toml, ``TINY_VAE``) for ``model.autoencoder``."""
+    trainer_for(CONFIGS / "vae_mnist.toml", run_dir, TINY_VAE).fit()
+    return run_dir

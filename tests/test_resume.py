@@ -26,7 +26,7 @@ from genzoo.checkpoint import load_checkpoint
 from genzoo.models import FAMILIES
 from genzoo.recipe import make_trainer, train_arguments
 from genzoo.trainer import Trainer
-from helpers import CONFIGS, trainer_for
+from helpers import CONFIGS, trained_vae_run, trainer_for
 
 N = 3  # steps before the checkpoint, and again after it
 
@@ -67,6 +67,10 @@ SMALL: dict[str, tuple[str, list[str]]] = {  # family -> (config, overrides): ti
     "pixel": ("pixel_mnist.toml", [  # grouped and conditional: two transformers and the start tokens; dropout
         "model.n_layer=1", "model.n_head=2", "model.n_embd=16", "model.group=4", "model.local_embd=8",
         "model.local_head=2", "model.dropout=0.1", "model.conditional=true",
+    ]),
+    "ldm": ("ldm_mnist.toml", [  # a frozen VAE (model.autoencoder, added by the test), a text encoder, prompt dropout
+        "model.width=16", "model.depth=1", "model.heads=2", "model.text_layers=1", "model.text_width=8",
+        "model.text_heads=2", "model.timesteps=50", "sample.steps=2",
     ]),
     "ebm": ("ebm_ring.toml", [  # points: the replay buffer, one share of its slots per class
         "model.hidden=16", "model.depth=2", "model.buffer_size=64", "model.sgld_steps=3", "model.conditional=true",
@@ -116,6 +120,8 @@ def test_resumed_run_equals_straight_run(family, tmp_path):
     assert family in SMALL, f"no small config for family {family!r}: add one to SMALL"
     config, overrides = SMALL[family]
     overrides = EVERY_FAMILY + overrides
+    if family == "ldm":  # its autoencoder is a trained VAE run
+        overrides = overrides + [f"model.autoencoder={trained_vae_run(tmp_path / 'vae')}"]
 
     straight = trainer_for(CONFIGS / config, tmp_path / "straight", overrides)
     assert straight.cfg.family == family
@@ -135,7 +141,7 @@ def test_resumed_run_equals_straight_run(family, tmp_path):
     resumed.fit()
     assert resumed.step == straight.step == 2 * N
 
-    params = [name for name, _ in resumed.model.named_parameters()]
+    params = [name for name, p in resumed.model.named_parameters() if p.requires_grad]  # not a frozen autoencoder
     unmoved = [name for name in params if torch.equal(resumed.model.state_dict()[name], at_n["model"][name])]
     assert not unmoved, f"the second half did not train these parameters: {unmoved}"  # a test of something
     differ = differences(state_after_training(resumed), expected, family)

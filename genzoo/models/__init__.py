@@ -5,6 +5,7 @@ from genzoo.models.ddpm import DDPM
 from genzoo.models.ebm import EBM
 from genzoo.models.flow import Flow
 from genzoo.models.gan import GAN
+from genzoo.models.latent_diffusion import LatentDiffusion
 from genzoo.models.pixel_transformer import PixelTransformer
 from genzoo.models.transformer import TransformerLM
 from genzoo.models.vae import VAE
@@ -17,4 +18,5 @@ FAMILIES: dict[str, type[GenerativeModel]] = {
     GAN.family: GAN,
     Flow.family: Flow,
     PixelTransformer.family: PixelTransformer,
+    LatentDiffusion.family: LatentDiffusion,
 }

@@ -59,7 +59,7 @@ Not here:
     continuous-time (SDE / probability-flow ODE) formulations and higher-order ODE solvers.
     classifier guidance with a separately trained noisy classifier: only classifier-free guidance.
     dynamic thresholding of x0_hat: the clip is the static one to [-1, 1].
-    latent diffusion (an autoencoder's codes) and distillation into fewer sampling steps.
+    distillation into fewer sampling steps. Latent diffusion: genzoo/models/latent_diffusion.py.
 """
 
 from __future__ import annotations
