@@ -3,7 +3,8 @@ prior samples, and prompt accuracy by guidance scale on training, held-out and a
 
     GENZOO_DATA=../shared/data python bench/text_to_image.py runs/ldm_mnist --pixel-ddpm runs/ddpm_mnist
 
-Writes ``bench/results/text_to_image.json`` and ``docs/text_to_image.png`` (prompts x guidance scales).
+Writes ``bench/results/text_to_image.json`` and ``docs/text_to_image.png`` (prompts x guidance scales);
+``--parts`` re-measures some parts, keeping the others (each part's date is under ``parts``).
 
 - comparison: FID-MNIST, precision, recall, recognizability and coverage of ``--n`` samples each of the
   latent diffusion (its [sample] options: prompts cycling through the ten digits' names) and of the
@@ -13,11 +14,14 @@ Writes ``bench/results/text_to_image.json`` and ``docs/text_to_image.png`` (prom
   sample quality is not re-measured (5,000 samples take about half an hour): the record points to it.
 - guidance: for each scale s and each set of phrasings (``genzoo/prompts.py``), ``--per-cell`` samples with
   the set's captions in turn: prompt accuracy, class-conditional recall, FID-MNIST and the rest.
+- arithmetic: each arithmetic caption on its own (100 samples at s = 3): right, the numeral drawn, the
+  most frequent digit.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -35,6 +39,7 @@ from genzoo.report import training_cost
 from genzoo.prompts import ARITHMETIC_PHRASINGS, HELDOUT_PHRASINGS, TRAINING_PHRASINGS, captions
 from genzoo.sources import load_data
 
+PARTS = ("comparison", "guidance", "arithmetic", "figure")
 PHRASINGS = {"training": TRAINING_PHRASINGS, "held-out": HELDOUT_PHRASINGS, "arithmetic": ARITHMETIC_PHRASINGS}
 FIGURE_PROMPTS = {  # row label: prompt
     "a seven (training)": "a seven",
@@ -102,6 +107,21 @@ def guidance_table(model, options: dict, data, evaluator, scales: list[float], p
     return rows
 
 
+def arithmetic_by_digit(model, options: dict, evaluator, n: int = 100, guidance: float = 3.0) -> list[dict]:
+    """For each arithmetic caption ("the number after 6"), n samples: how often the evaluator reads the
+    digit asked for, the numeral in the caption, and which digit most often."""
+    rows = []
+    for phrasing in ARITHMETIC_PHRASINGS:
+        for digit in range(1, 10):
+            text = captions([phrasing], digit)[0]
+            x, _ = draw(model, n, **{**options, "prompt": text, "guidance": guidance})
+            counts = torch.bincount(evaluator.embed(x)[1].argmax(1), minlength=10)
+            rows.append({"caption": text, "wanted": digit, "guidance": guidance, "right": int(counts[digit]) / n,
+                         "the_numeral": int(counts[digit - 1]) / n, "most_often": int(counts.argmax()),
+                         "most_often_share": int(counts.max()) / n})
+    return rows
+
+
 def figure(model, options: dict, scales: list[float], path: Path, per_cell: int = 4) -> Path:
     images = {}
     for label, prompt in FIGURE_PROMPTS.items():
@@ -117,6 +137,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5_000, help="samples for the comparison")
     parser.add_argument("--per-cell", type=int, default=1_000, help="samples per guidance scale and phrasing set")
     parser.add_argument("--scales", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0, 5.0, 8.0])
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS,
+                        help="measure only these parts, keeping the others of an existing record")
     parser.add_argument("--data-root")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "text_to_image.json"))
     parser.add_argument("--figure", default=str(ROOT / "docs" / "text_to_image.png"))
@@ -124,17 +146,28 @@ def main() -> None:
     model, cfg, _ = load_model(args.run)
     data = load_data(cfg.data, args.data_root)
     evaluator = load_evaluator("mnist")
+    cost = training_cost(Path(args.run), model)
     record = new_record("text_to_image", {"run_dir": args.run, "data": data.source, "sample_options": dict(cfg.sample),
-                                          "cost": training_cost(Path(args.run), model)})
+                                          "cost": cost, "steps": cost["train_steps"], "train_seconds": cost["train_seconds"]})
     pixel = None
     if args.pixel_ddpm:
         ddpm, ddpm_cfg, _ = load_model(args.pixel_ddpm)
         pixel = (ddpm, dict(ddpm_cfg.sample))
         record["pixel_ddpm_run"] = args.pixel_ddpm
+    old = json.loads(Path(args.json).read_text()) if Path(args.json).is_file() and len(args.parts) < len(PARTS) else {}
+    made = old.get("parts") or {part: {"date": old["date"], "command": old["command"]} for part in PARTS if old}
+    now = {"date": record["date"], "command": record["command"]}
+    record = {**old, **record, "parts": {**made, **{part: now for part in args.parts}}}  # each part's provenance
+    options = dict(cfg.sample)
     torch.manual_seed(0)
-    record["comparison"] = comparison(model, dict(cfg.sample), pixel, data, evaluator, args.n)
-    record["guidance"] = guidance_table(model, dict(cfg.sample), data, evaluator, args.scales, args.per_cell)
-    record["figure"] = str(figure(model, dict(cfg.sample), args.scales[:5], Path(args.figure)))
+    if "comparison" in args.parts:
+        record["comparison"] = comparison(model, options, pixel, data, evaluator, args.n)
+    if "guidance" in args.parts:
+        record["guidance"] = guidance_table(model, options, data, evaluator, args.scales, args.per_cell)
+    if "arithmetic" in args.parts:
+        record["arithmetic_by_digit"] = arithmetic_by_digit(model, options, evaluator)
+    if "figure" in args.parts:
+        record["figure"] = str(figure(model, options, args.scales[:5], Path(args.figure)))
     best = max((r for r in record["guidance"] if r["phrasings"] == "held-out"), key=lambda r: r["prompt_accuracy"])
     latent = record["comparison"]["latent diffusion"]
     write_record(record, Path(args.json), f"FID-MNIST {latent['fid']:.0f}, held-out prompt accuracy "

@@ -24,7 +24,7 @@ import jupytext
 import nbformat
 
 HERE = Path(__file__).resolve().parent
-NAMES = ["overview", "vae", "lm", "ddpm", "gan", "flow", "ebm", "applications"]  # the reading order of the README
+NAMES = ["overview", "vae", "lm", "ddpm", "gan", "flow", "ebm", "applications", "text_to_image"]  # the reading order of the README
 KERNEL = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 

@@ -197,6 +197,11 @@ def test_sample_and_trajectory_shapes_and_prompt_cycling(model):
     assert x.shape == (5, 1, 28, 28) and x.min() >= -1 and x.max() <= 1
     assert model.prompts_for(12, ()) == list(WORDS) + ["zero", "one"]
     assert model.prompts_for(3, ["a", "b"]) == ["a", "b", "a"] and model.prompts_for(2, "seven") == ["seven"] * 2
+    assert model.prompts_for(3, (), labels=torch.tensor([7, 0])) == ["seven", "zero", "seven"]
+    assert model.prompts_for(2, "") == ["", ""]  # the empty prompt: the unconditional model
+    for prompt, labels, message in (("seven", [7], "not both"), ((), [10], "digits 0..9")):
+        with pytest.raises(ValueError, match=message):
+            model.prompts_for(2, prompt, labels)
     assert model.sample(2, sampler="ddpm").shape == (2, 1, 28, 28)  # all T = 50 ancestral steps
     with pytest.raises(ValueError, match="sampler must be one of"):
         model.sample(2, sampler="euler")

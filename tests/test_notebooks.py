@@ -24,7 +24,7 @@ nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("jupytext")
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ["overview", "vae", "lm", "ddpm", "gan", "flow", "ebm", "applications"]  # the reading order
+NAMES = ["overview", "vae", "lm", "ddpm", "gan", "flow", "ebm", "applications", "text_to_image"]  # the reading order
 FAMILY_NOTEBOOKS = NAMES[1:]  # the overview compares the families and prints no source lines
 MAX_BYTES = 1_500_000
 
@@ -103,7 +103,7 @@ def test_show_source_prints_every_line_with_its_number(capsys):
     assert found == len(printed.splitlines()) > 3 and not drifted
 
 
-LONGEST_FIRST = ["ddpm", "applications", "gan", "ebm", "flow", "lm", "vae", "overview"]  # the order tests/conftest.py starts them in
+LONGEST_FIRST = ["ddpm", "applications", "text_to_image", "gan", "ebm", "flow", "lm", "vae", "overview"]  # the order tests/conftest.py starts them in
 
 
 def execute_in_short_mode(name: str) -> nbformat.NotebookNode:

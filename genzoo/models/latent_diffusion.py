@@ -44,7 +44,7 @@ schedule's first step multiplies it by 1.2.
 Why the VAE's z needs no scale factor: Stable Diffusion multiplies its latents by 0.18215 because its
 autoencoder's KL weight is tiny, so its codes are far from unit variance. genzoo's VAE is trained on
 the full ELBO (beta = 1), whose KL term pulls the codes of the training digits toward N(0, I): their
-per-dimension variances are near 1 (``notebooks/text_to_image.py`` prints them), the scale DDPM's
+per-dimension variances are of order 1 (the notebook printed 0.62 to 2.01), the scale DDPM's
 schedule assumes.
 
 Files: ``genzoo/prompts.py`` (captions from labels; training and held-out phrasings); config
@@ -330,10 +330,20 @@ class LatentDiffusion(GenerativeModel):
         eps_prompt, eps_empty = self.eps(torch.cat([zt, zt]), time, text, keep).chunk(2)
         return eps_empty + guidance * (eps_prompt - eps_empty)  # Ho & Salimans 2022, eq. 6 with w = s - 1
 
-    def prompts_for(self, n: int, prompt: str | Sequence[str]) -> list[str]:
-        """``prompt`` for all n samples, a list repeated to length n, or (empty) the ten digits' names in turn."""
+    @property
+    def conditional(self) -> bool:
+        return True  # ``labels=`` draws digits by their names, as ``genzoo synthetic`` asks
+
+    def prompts_for(self, n: int, prompt: str | Sequence[str], labels: Sequence[int] | Tensor = ()) -> list[str]:
+        """``prompt`` for all n samples, or a list of prompts repeated to length n; or ``labels`` (digits),
+        each as its name ("seven"), repeated to length n; neither: the ten digits' names in turn."""
+        digits = torch.as_tensor(labels, dtype=torch.long).view(-1).tolist()
+        if digits and (prompt or isinstance(prompt, str)):
+            raise ValueError("give a prompt or labels, not both")
+        if not all(0 <= d <= 9 for d in digits):
+            raise ValueError(f"labels must be digits 0..9, got {digits}")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        prompts = prompts or list(WORDS)
+        prompts = prompts or [WORDS[d] for d in digits] or list(WORDS)
         return (prompts * math.ceil(n / len(prompts)))[:n]
 
     def sample(
@@ -346,6 +356,7 @@ class LatentDiffusion(GenerativeModel):
         sampler: str = "ddim",
         steps: int = 50,
         eta: float = 0.0,
+        labels: Sequence[int] | Tensor = (),
     ) -> Tensor:
         """``n`` images (n, C, H, W) in [-1, 1] of ``prompt``: z_T ~ N(0, I), the reverse process, the VAE's decoder.
 
@@ -357,8 +368,10 @@ class LatentDiffusion(GenerativeModel):
         sampler: "ddim", ``steps`` steps of DDIM (Song et al. 2021), or "ddpm", all T ancestral steps.
         steps: DDIM only: network evaluations (two per step when s is not 1: one with, one without the prompt).
         eta: DDIM only: 0 is deterministic given z_T.
+        labels: instead of a prompt, digits (repeated to length n), each prompted by its name: ``[7]`` is "seven".
         """
-        for z in self.trajectory(n, generator=generator, prompt=prompt, guidance=guidance, sampler=sampler, steps=steps, eta=eta):
+        options = dict(prompt=prompt, guidance=guidance, sampler=sampler, steps=steps, eta=eta, labels=labels)
+        for z in self.trajectory(n, generator=generator, **options):
             pass
         with torch.no_grad():
             return self.autoencoder.decode(z)  # the mean image of p(x | z_0)
@@ -373,13 +386,14 @@ class LatentDiffusion(GenerativeModel):
         sampler: str = "ddim",
         steps: int = 50,
         eta: float = 0.0,
+        labels: Sequence[int] | Tensor = (),
     ) -> Iterator[Tensor]:
         """Yield the latents z_T, then each z_t the sampler visits down to z_0, (n, D) each (the VAE's
         ``decode`` turns any of them into images); options as in ``sample``."""
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
         times = self.schedule.timesteps(self.T if sampler == "ddpm" else steps)  # every step for DDPM
-        ids = encode_prompts(self.prompts_for(n, prompt), self.prompt_length).to(self.device)
+        ids = encode_prompts(self.prompts_for(n, prompt, labels), self.prompt_length).to(self.device)
         with torch.no_grad():  # once for all steps: the prompts, then the empty prompt
             text, keep = self.encode_text(torch.cat([ids, self.empty_prompts(n)]))  # (2n, l, d), (2n, l)
         z = torch.randn((n, self.autoencoder.latent_dim), generator=generator, device=self.device)  # z_T
