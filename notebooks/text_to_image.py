@@ -24,7 +24,7 @@
 # [`genzoo/models/latent_diffusion.py`](../genzoo/models/latent_diffusion.py) does, and ends where
 # the big systems do: you type a prompt, you get an image.
 #
-# **Running it.** The committed run took 9.1 minutes on a slow 2-core CPU (two torch threads, alone):
+# **Running it.** The committed run took 9.0 minutes on a slow 2-core CPU (two torch threads, alone):
 # 3 minutes of VAE, 5 of latent diffusion, the rest measuring. With `GENZOO_SHORT=1` (what CI sets)
 # every loop shrinks, with barely trained models. The full recipe, `python train/text_to_image.py`,
 # trains for about 20 minutes; its measured numbers are printed in the last section.
@@ -97,8 +97,8 @@ print(f"the evaluator recognises {recognizability(probs_recon):.1%} of the recon
 # Why not just decode $z \sim \mathcal N(0, I)$, the VAE's own prior? Because the codes of real
 # digits do not fill the prior evenly: the KL term pulls them toward $\mathcal N(0, I)$, but not
 # all the way, and a prior sample often lands where no digit's code is. The codes' variance per
-# dimension is of order one (0.62 to 2.01 here: unlike Stable Diffusion's, they need no scale
-# factor), yet prior samples are recognised far less often than reconstructions (37.5% against 88.5%):
+# dimension is of order one (0.63 to 2.04 here: unlike Stable Diffusion's, they need no scale
+# factor), yet prior samples are recognised far less often than reconstructions (37.2% against 88.3%):
 
 # %%
 codes = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)  # z ~ q(z|x): the codes diffusion learns
@@ -128,11 +128,14 @@ show_lines(ddpm_file, "Ho et al. 2020, eq. 4")
 # notices how large that is at the first step; on codes there is nothing to clip to:
 
 # %%
+growth = {}
 for name in ("cosine", "linear"):
     schedule = getattr(NoiseSchedule, name)(1000)
     T, s = schedule.timesteps(50)[:2]
+    growth[name] = (schedule.alpha_bar[s] / schedule.alpha_bar[T]).sqrt()
     print(f"{name:6s} schedule: alpha_bar_T = {schedule.alpha_bar[T]:.1e}, the first of 50 DDIM steps multiplies "
-          f"an error in eps by {(schedule.alpha_bar[s] / schedule.alpha_bar[T]).sqrt():.1f}")
+          f"an error in eps by {growth[name]:.1f}")
+assert growth["linear"] < 2 < 100 < growth["cosine"]
 
 # %% [markdown]
 # So latent diffusion uses the linear schedule. And for the same reason the noise estimate gets
@@ -160,6 +163,7 @@ training_set = {c for d in range(10) for c in captions(TRAINING_PHRASINGS, d)}
 held_out_set = {c for d in range(10) for c in captions(HELDOUT_PHRASINGS + ARITHMETIC_PHRASINGS, d)}
 print(f"{len(training_set)} training captions, {len(held_out_set)} held-out ones, "
       f"{len(training_set & held_out_set)} in both")
+assert not training_set & held_out_set  # a held-out caption is never a training caption
 print("'an 8' as ids:", encode_prompts(["an 8"], 8)[0].tolist(), "(1 starts every caption, 0 pads)")
 
 # %% [markdown]
@@ -214,6 +218,17 @@ print(f"trained {ldm_trainer.step} steps in {ldm_trainer.elapsed / 60:.1f} min")
 show_lines(ldm_file, "Ho & Salimans 2022, eq. 6 with")
 
 # %% [markdown]
+# So $s = 0$ is the unconditional sampler whatever the prompt says: the same draws as the model
+# given the empty prompt (which is what a dropped prompt was in training), to rounding:
+
+# %%
+with torch.no_grad():
+    ignored = model.sample(8, generator=torch.Generator().manual_seed(4), prompt="a seven", guidance=0.0)
+    empty = model.sample(8, generator=torch.Generator().manual_seed(4), prompt="", guidance=1.0)
+print(f"largest difference between the two: {(ignored - empty).abs().max():.1e}")
+assert torch.allclose(ignored, empty, atol=1e-4)
+
+# %% [markdown]
 # Prompt accuracy is the share of samples the evaluator labels as the digit the prompt asked for;
 # class-conditional recall is how much of each digit's real variety the samples of that digit
 # cover. Both for training and held-out phrasings:
@@ -236,10 +251,10 @@ for name, phrasings in (("training", TRAINING_PHRASINGS), ("held-out", HELDOUT_P
 
 # %% [markdown]
 # Guidance does what it promises, and costs what it should. At $s = 0$ the prompt is ignored
-# (accuracy 0.103, chance is 0.1); at $s = 1$, the model as trained, the held-out phrasings are
-# right 78.7% of the time; at $s = 3$, 95.7%, close to the training phrasings' 100%, although not
-# one held-out caption was ever trained on. Meanwhile class recall falls from 0.707 to 0.293 and
-# 0.177 at $s = 5$: the stronger the guidance, the more alike the samples of a prompt.
+# (accuracy 0.117, chance is 0.1); at $s = 1$, the model as trained, the held-out phrasings are
+# right 78.0% of the time; at $s = 3$, 90.3%, against 99.7% for the training phrasings, although not
+# one held-out caption was ever trained on. Meanwhile class recall falls from 0.754 to 0.281, and
+# 0.220 at $s = 5$: the stronger the guidance, the more alike the samples of a prompt.
 #
 # The same prompts at each scale, from the same noise:
 
@@ -255,7 +270,7 @@ Image(str(path))
 #
 # The whole system, as `genzoo sample RUN --prompt "..." --guidance 3` runs it: a prompt through
 # the text encoder, 50 DDIM steps on 16 numbers, one pass of the VAE's decoder. Ten images take
-# about 0.2 s (172 to 201 ms here), where the pixel DDPM takes about 0.45 s for each one (section 7).
+# about a quarter of a second (230 to 278 ms here), where the pixel DDPM takes about 0.45 s for each one (section 7).
 
 # %%
 for prompt in ("a three", "the number before five", "write the number nine"):

@@ -44,7 +44,7 @@ schedule's first step multiplies it by 1.2.
 Why the VAE's z needs no scale factor: Stable Diffusion multiplies its latents by 0.18215 because its
 autoencoder's KL weight is tiny, so its codes are far from unit variance. genzoo's VAE is trained on
 the full ELBO (beta = 1), whose KL term pulls the codes of the training digits toward N(0, I): their
-per-dimension variances are of order 1 (the notebook printed 0.62 to 2.01), the scale DDPM's
+per-dimension variances are of order 1 (the notebook printed 0.63 to 2.04), the scale DDPM's
 schedule assumes.
 
 Files: ``genzoo/prompts.py`` (captions from labels; training and held-out phrasings); config
