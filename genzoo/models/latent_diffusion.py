@@ -100,11 +100,11 @@ from genzoo.specs import ImageSpec
 class LatentDiffusionConfig:
     autoencoder: str = "runs/vae_mnist"  # a genzoo VAE run folder (unconditional), trained first and frozen
     timesteps: int = 1000  # T; the schedule is ddpm.py's linear one (the module docstring says why not cosine)
-    width: int = 256  # the denoiser's residual stream
+    width: int = 128  # the denoiser's residual stream (defaults: configs/ldm_mnist.toml's 2-core CPU setting)
     depth: int = 4  # denoiser blocks, each cross-attention then an MLP
     heads: int = 4  # cross-attention heads
     text_layers: int = 2  # the text encoder's transformer blocks
-    text_width: int = 128
+    text_width: int = 64
     text_heads: int = 4
     prompt_length: int = 32  # the longest prompt, in characters
     prompt_dropout: float = 0.1  # p_uncond: how often training drops the prompt (classifier-free guidance)
@@ -196,7 +196,7 @@ class DenoiserBlock(nn.Module):
 
 
 class Denoiser(nn.Module):
-    """eps_theta(z_t, t, c): (B, D) latents, (B,) times, text (B, L, d) and its mask -> (B, D) noise."""
+    """F(z_t, t, c), eps_theta's learned part: (B, D) latents, (B,) times, text (B, L, d), its mask -> (B, D)."""
 
     def __init__(self, latent_dim: int, width: int, depth: int, heads: int, text_dim: int):
         super().__init__()
@@ -204,7 +204,7 @@ class Denoiser(nn.Module):
         self.inp = nn.Linear(latent_dim, width)
         self.blocks = nn.ModuleList(DenoiserBlock(width, text_dim, heads, width) for _ in range(depth))
         self.out = nn.Linear(width, latent_dim)  # no LayerNorm before it: at large t, eps ~ z_t, scale and all
-        nn.init.zeros_(self.out.weight)  # starts by predicting eps = 0: the loss starts at 1
+        nn.init.zeros_(self.out.weight)  # F starts at 0: eps_theta starts as the best estimate for N(0, I) codes
         nn.init.zeros_(self.out.bias)
 
     def forward(self, zt: Tensor, t: Tensor, text: Tensor, keep: Tensor) -> Tensor:
