@@ -35,8 +35,8 @@ from genzoo.evaluator import load_evaluator
 from genzoo.metrics import image_metrics, prompt_metrics
 from genzoo.pixels import from_uint8, to_uint8
 from genzoo.plots import prompt_guidance_grid
-from genzoo.report import training_cost
 from genzoo.prompts import ARITHMETIC_PHRASINGS, HELDOUT_PHRASINGS, TRAINING_PHRASINGS, captions
+from genzoo.report import training_cost
 from genzoo.sources import load_data
 
 PARTS = ("comparison", "guidance", "arithmetic", "figure")
