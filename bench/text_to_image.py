@@ -9,7 +9,7 @@ Writes ``bench/results/text_to_image.json`` and ``docs/text_to_image.png`` (prom
 - comparison: FID-MNIST, precision, recall, recognizability and coverage of ``--n`` samples each of the
   latent diffusion (its [sample] options: prompts cycling through the ten digits' names) and of the
   same VAE's prior samples; the VAE's reconstructions of ``--n`` training digits (decoded posterior means:
-  the best any sampler of this latent can do through this decoder); the time per image of each, and of
+  the detail this decoder gives back to real codes); the time per image of each, and of
   the pixel DDPM's sampling (its own [sample] options), timed here on the same machine. The pixel DDPM's
   sample quality is not re-measured (5,000 samples take about half an hour): the record points to it.
 - guidance: for each scale s and each set of phrasings (``genzoo/prompts.py``), ``--per-cell`` samples with
@@ -36,7 +36,7 @@ from genzoo.metrics import image_metrics, prompt_metrics
 from genzoo.pixels import from_uint8, to_uint8
 from genzoo.plots import prompt_guidance_grid
 from genzoo.prompts import ARITHMETIC_PHRASINGS, HELDOUT_PHRASINGS, TRAINING_PHRASINGS, captions
-from genzoo.report import training_cost
+from genzoo.report import draw_images, training_cost
 from genzoo.sources import load_data
 
 PARTS = ("comparison", "guidance", "arithmetic", "figure")
@@ -56,25 +56,27 @@ def every_caption(phrasings: tuple[str, ...]) -> tuple[list[str], Tensor]:
     return [text for text, _ in pairs], torch.tensor([d for _, d in pairs])
 
 
-def draw(model, n: int, batch_size: int = 500, seed: int = 1, **options) -> tuple[Tensor, float]:
-    """n samples quantised to 8 bits, and the seconds they took."""
-    generator = torch.Generator().manual_seed(seed)
-    started, chunks = time.perf_counter(), []
-    for start in range(0, n, batch_size):
-        m = min(batch_size, n - start)
-        prompt = options.get("prompt", ())
-        part = {**options, "prompt": prompt[start : start + m]} if isinstance(prompt, list) else options
-        chunks.append(from_uint8(to_uint8(model.sample(m, generator=generator, **part).cpu())))
+def seeded() -> torch.Generator:
+    return torch.Generator().manual_seed(1)
+
+
+def draw_prompted(model, prompts: list[str], options: dict, batch_size: int = 500) -> tuple[Tensor, float]:
+    """``genzoo.report.draw_images`` with one prompt per sample: each batch of ``batch_size`` is given its
+    own slice of ``prompts`` (the model would repeat a whole list from its start in every batch)."""
+    generator, started, chunks = seeded(), time.perf_counter(), []
+    for start in range(0, len(prompts), batch_size):
+        part = prompts[start : start + batch_size]
+        chunks.append(draw_images(model, len(part), {**options, "prompt": part}, generator, batch_size)[0])
     return torch.cat(chunks), time.perf_counter() - started
 
 
 def comparison(model, options: dict, pixel_ddpm, data, evaluator, n: int) -> dict:
     real = from_uint8(data.test_x)
     rows = {}
-    samples, seconds = draw(model, n, **options)
+    samples, seconds = draw_images(model, n, options, seeded())
     rows["latent diffusion"] = {"options": options, "ms_per_image": 1000 * seconds / n,
                                 **image_metrics(samples, real, evaluator)}
-    samples, seconds = draw(model.autoencoder, n)
+    samples, seconds = draw_images(model.autoencoder, n, {}, seeded())
     rows["VAE prior samples"] = {"options": "z ~ N(0, I), decoder mean", "ms_per_image": 1000 * seconds / n,
                                  **image_metrics(samples, real, evaluator)}
     with torch.no_grad():
@@ -85,7 +87,7 @@ def comparison(model, options: dict, pixel_ddpm, data, evaluator, n: int) -> dic
     rows["real training digits"] = {"options": f"{len(train)} digits", **image_metrics(train, real, evaluator)}
     if pixel_ddpm is not None:
         ddpm, ddpm_options = pixel_ddpm
-        _, seconds = draw(ddpm, 100, batch_size=100, **ddpm_options)
+        _, seconds = draw_images(ddpm, 100, ddpm_options, seeded(), batch_size=100)
         rows["pixel DDPM"] = {"options": ddpm_options, "ms_per_image": 1000 * seconds / 100,
                               "quality": "not re-measured here: see README's comparison table (configs/ddpm_mnist.toml)"}
     return rows
@@ -99,7 +101,7 @@ def guidance_table(model, options: dict, data, evaluator, scales: list[float], p
         reps = -(-per_cell // len(texts))
         prompts, wanted = (texts * reps)[:per_cell], digits.repeat(reps)[:per_cell]
         for s in scales:
-            samples, seconds = draw(model, per_cell, **{**options, "prompt": prompts, "guidance": s})
+            samples, seconds = draw_prompted(model, prompts, {**options, "guidance": s})
             metrics = prompt_metrics(samples, wanted, real, labels, evaluator)
             rows.append({"phrasings": name, "guidance": s, "captions": len(texts), "seconds": seconds, **metrics})
             print(f"{name:10s} s={s:<4g} accuracy {metrics['prompt_accuracy']:.3f} class recall "
@@ -114,7 +116,7 @@ def arithmetic_by_digit(model, options: dict, evaluator, n: int = 100, guidance:
     for phrasing in ARITHMETIC_PHRASINGS:
         for digit in range(1, 10):
             text = captions([phrasing], digit)[0]
-            x, _ = draw(model, n, **{**options, "prompt": text, "guidance": guidance})
+            x, _ = draw_images(model, n, {**options, "prompt": text, "guidance": guidance}, seeded())
             counts = torch.bincount(evaluator.embed(x)[1].argmax(1), minlength=10)
             rows.append({"caption": text, "wanted": digit, "guidance": guidance, "right": int(counts[digit]) / n,
                          "the_numeral": int(counts[digit - 1]) / n, "most_often": int(counts.argmax()),

@@ -120,19 +120,24 @@ def score_histograms(
     return Path(path)
 
 
+def image_row(ax: Axes, x: Tensor, n: int) -> None:
+    """Images in [-1, 1] (k, C, H, W) side by side in ``ax`` (room for ``n``), white between, no ticks."""
+    from torchvision.utils import make_grid
+
+    grid = make_grid(x.detach().cpu().float().clamp(-1, 1), nrow=n, padding=1, pad_value=1,
+                     normalize=True, value_range=(-1, 1))
+    ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def labelled_rows(rows: dict[str, Tensor], path: str | Path, scale: float = 0.5) -> Path:
     """One row of images in [-1, 1] (n, C, H, W) per entry of ``rows``, its name written at its left;
     ``scale`` inches per image."""
-    from torchvision.utils import make_grid
-
     n = max(len(x) for x in rows.values())
     fig = Figure(figsize=(scale * n + 1.2, scale * len(rows) + 0.2))
     for ax, (name, x) in zip(fig.subplots(len(rows), 1, squeeze=False)[:, 0], rows.items()):
-        grid = make_grid(x.detach().cpu().float().clamp(-1, 1), nrow=n, padding=1, pad_value=1,
-                         normalize=True, value_range=(-1, 1))
-        ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray")
-        ax.set_xticks([])
-        ax.set_yticks([])
+        image_row(ax, x, n)
         ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -144,18 +149,12 @@ def prompt_guidance_grid(
 ) -> Path:
     """Text-to-image's figure: one row per prompt (the keys of ``images``, as labels), one panel per
     guidance scale s, each panel the images (k, C, H, W) in [-1, 1] drawn for that prompt at that s."""
-    from torchvision.utils import make_grid
-
     k = max(len(x) for row in images.values() for x in row)
     fig = Figure(figsize=(scale * k * len(scales) + 1.8, scale * len(images) + 0.5))
     axes = fig.subplots(len(images), len(scales), squeeze=False)
     for r, (prompt, row) in enumerate(images.items()):
         for c, x in enumerate(row):
-            grid = make_grid(x.detach().cpu().float().clamp(-1, 1), nrow=k, padding=1, pad_value=1,
-                             normalize=True, value_range=(-1, 1))
-            axes[r, c].imshow(grid.permute(1, 2, 0).numpy(), cmap="gray")
-            axes[r, c].set_xticks([])
-            axes[r, c].set_yticks([])
+            image_row(axes[r, c], x, k)
             if r == 0:
                 axes[r, c].set_title(f"guidance s = {scales[c]:g}", fontsize=9)
         axes[r, 0].set_ylabel(prompt, rotation=0, ha="right", va="center", fontsize=9)

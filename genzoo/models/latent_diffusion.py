@@ -339,9 +339,9 @@ class LatentDiffusion(GenerativeModel):
         each as its name ("seven"), repeated to length n; neither: the ten digits' names in turn."""
         digits = torch.as_tensor(labels, dtype=torch.long).view(-1).tolist()
         if digits and (prompt or isinstance(prompt, str)):
-            raise ValueError("give a prompt or labels, not both")
+            raise ConfigError("give a prompt or labels, not both")
         if not all(0 <= d <= 9 for d in digits):
-            raise ValueError(f"labels must be digits 0..9, got {digits}")
+            raise ConfigError(f"labels must be digits 0..9, got {digits}")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         prompts = prompts or [WORDS[d] for d in digits] or list(WORDS)
         return (prompts * math.ceil(n / len(prompts)))[:n]
